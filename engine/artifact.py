@@ -1,0 +1,138 @@
+"""The metadata record that travels inside every artifact (checkpoint, ONNX, engine sidecar).
+
+The runtime learns the spec, the labels and the threshold from here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DfxError
+from .spec import PreprocessSpec
+
+__all__ = ["ModelInfo", "LABELS", "META_KEY", "FORMAT_VERSION", "sha256_file", "atomic_write_bytes",
+           "atomic_write_text", "read_onnx_info"]
+
+LABELS = {0: "real", 1: "fake"}
+META_KEY = "dfx"  # key under which the JSON record is stored (ONNX metadata_props, safetensors header)
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelInfo:
+    """What a deployed model needs to be run correctly.
+
+    Attributes:
+        arch: registered model name (``meso4``, ``xception``…).
+        spec: the preprocessing spec the model was trained with.
+        threshold: P(fake) at or above which an image is labelled fake (validation EER point by default).
+        labels: class index → name; always {0: real, 1: fake}.
+        model_kwargs: arguments that rebuild the architecture (e.g. input size for MesoNet's dense layer).
+        metrics: validation metrics of the chosen weights.
+        extra: anything else worth keeping (training config, versions, source checksums).
+    """
+
+    arch: str
+    spec: PreprocessSpec
+    threshold: float = 0.5
+    labels: dict[int, str] = field(default_factory=lambda: dict(LABELS))
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with the format version and the output convention spelled out."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "arch": self.arch,
+            "output": "logit; sigmoid(logit) = P(fake)",
+            "labels": {str(k): v for k, v in self.labels.items()},
+            "threshold": self.threshold,
+            "spec": self.spec.to_dict(),
+            "model_kwargs": self.model_kwargs,
+            "metrics": self.metrics,
+            "extra": self.extra,
+        }
+
+    def to_json(self) -> str:
+        """Compact JSON of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        """Parses a record; a newer format or a label convention other than 1 = fake is refused."""
+        version = d.get("format_version", 0)
+        if version > FORMAT_VERSION:
+            raise DfxError(f"artifact metadata format {version} is newer than this dfx understands "
+                           f"({FORMAT_VERSION}); upgrade dfx")
+        labels = {int(k): v for k, v in d.get("labels", {"0": "real", "1": "fake"}).items()}
+        if labels != LABELS:
+            raise DfxError(f"artifact labels {labels} differ from dfx's convention {LABELS}")
+        try:
+            spec = PreprocessSpec.from_dict(d["spec"])
+            return cls(arch=d["arch"], spec=spec, threshold=float(d.get("threshold", 0.5)), labels=labels,
+                       model_kwargs=dict(d.get("model_kwargs", {})), metrics=dict(d.get("metrics", {})),
+                       extra=dict(d.get("extra", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DfxError(f"artifact metadata is incomplete or invalid: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelInfo:
+        """Inverse of :meth:`to_json`."""
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise DfxError(f"artifact metadata is not valid JSON: {e}") from e
+
+
+def read_onnx_info(session_or_path: Any) -> ModelInfo:
+    """Reads the dfx record from an ONNX file through onnxruntime (no ``onnx`` package needed).
+
+    Args:
+        session_or_path: an ``onnxruntime.InferenceSession`` or a path to an ``.onnx`` file.
+    """
+    if isinstance(session_or_path, (str, os.PathLike)):
+        import onnxruntime as ort
+
+        session_or_path = ort.InferenceSession(str(session_or_path), providers=["CPUExecutionProvider"])
+    meta = session_or_path.get_modelmeta().custom_metadata_map
+    if META_KEY not in meta:
+        raise DfxError("this ONNX file has no dfx metadata; export it with dfx-export so the runtime knows its "
+                       "preprocessing, labels and threshold")
+    return ModelInfo.from_json(meta[META_KEY])
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to a temp file beside ``path`` and renames it over, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,142 @@
+"""The one preprocessing spec and its one implementation (DESIGN.md, "One preprocessing spec").
+
+Training's evaluation transform, export verification, the runtime and the benchmarks all call
+:func:`preprocess`; nothing else turns a decoded image into model input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["PreprocessSpec", "preprocess", "RESIZE_MODES", "INTERPOLATIONS"]
+
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+RESIZE_MODES = ("squash", "center_crop")
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a decoded RGB image becomes a float32 CHW model input.
+
+    Attributes:
+        input_size: (height, width) the model sees.
+        resize: ``squash`` resizes the whole image to ``input_size`` (face crops are already framed);
+            ``center_crop`` resizes the shorter side to ``size / crop_pct`` and crops the centre.
+        interpolation: Pillow resampling filter name.
+        mean: per-channel mean subtracted after scaling, in ``channel_order``.
+        std: per-channel std divided after subtracting the mean.
+        scale: multiplier applied to uint8 pixel values first (1/255 maps to [0, 1]).
+        channel_order: ``RGB`` or ``BGR``.
+        crop_pct: fraction of the resized image kept by ``center_crop``.
+    """
+
+    input_size: tuple[int, int] = (256, 256)
+    resize: str = "squash"
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    scale: float = 1.0 / 255.0
+    channel_order: str = "RGB"
+    crop_pct: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, got {self.channel_order!r}")
+        h, w = self.input_size
+        if h < 8 or w < 8:
+            raise ValueError(f"input_size must be at least 8x8, got {self.input_size}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        # Normalise JSON lists back to tuples so specs compare equal after a round trip.
+        object.__setattr__(self, "input_size", (int(h), int(w)))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def with_size(self, size: int | tuple[int, int] | None) -> PreprocessSpec:
+        """Returns a copy with another input size (``None`` keeps this one)."""
+        if size is None:
+            return self
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        return dataclasses.replace(self, input_size=hw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the form stored in every artifact)."""
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        """Inverse of :meth:`to_dict`; unknown keys are an error so a newer artifact is not misread."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown PreprocessSpec fields {sorted(unknown)}; this dfx knows {sorted(known)}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    @property
+    def _offset_gain(self) -> tuple[np.ndarray, np.ndarray]:
+        # x = (u8 * scale - mean) / std  ==  u8 * gain - offset, folded once per call (cheap, 3 floats).
+        mean = np.asarray(self.mean, np.float32)
+        std = np.asarray(self.std, np.float32)
+        return (mean / std).astype(np.float32), (np.float32(self.scale) / std).astype(np.float32)
+
+
+def _resize(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    h, w = spec.input_size
+    resample = INTERPOLATIONS[spec.interpolation]
+    if spec.resize == "squash":
+        return img if img.size == (w, h) else img.resize((w, h), resample)
+    # center_crop: scale the shorter side so the crop keeps crop_pct of it, then cut the centre.
+    sw, sh = img.size
+    scale = max(h / spec.crop_pct / sh, w / spec.crop_pct / sw)
+    rw, rh = max(w, round(sw * scale)), max(h, round(sh * scale))
+    img = img.resize((rw, rh), resample)
+    left, top = (rw - w) // 2, (rh - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
+def preprocess(img: Image.Image, spec: PreprocessSpec, out: np.ndarray | None = None) -> np.ndarray:
+    """Turns a decoded RGB image into the model input.
+
+    Args:
+        img: an RGB Pillow image (see :func:`dfx.engine.decode.load_image`).
+        spec: the model's preprocessing spec.
+        out: optional float32 array of shape (3, H, W) to write into (a slot of a reusable batch buffer).
+
+    Returns:
+        float32 array (3, H, W), ``out`` when given.
+    """
+    if img.mode != "RGB":
+        raise ValueError(f"preprocess expects an RGB image, got mode {img.mode!r}; decode with load_image()")
+    arr = np.asarray(_resize(img, spec))  # (H, W, 3) uint8
+    if spec.channel_order == "BGR":
+        arr = arr[..., ::-1]
+    offset, gain = spec._offset_gain
+    h, w = spec.input_size
+    if out is None:
+        out = np.empty((3, h, w), np.float32)
+    elif out.shape != (3, h, w) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape (3, {h}, {w}), got {out.dtype} {out.shape}")
+    # One fused pass per channel, written straight into the (possibly shared) buffer.
+    for c in range(3):
+        np.multiply(arr[..., c], gain[c], out=out[c], dtype=np.float32)
+        out[c] -= offset[c]
+    return out
