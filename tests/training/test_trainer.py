@@ -1,0 +1,148 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dfx.engine.errors import DfxError
+from dfx.training import trainer as T
+from dfx.training.checkpoint import load_checkpoint, load_state
+from dfx.training.data import load_splits
+
+from ..conftest import shared_path, write_split
+
+
+def _cfg(data, out, **kw):
+    base = dict(model="meso4", data=[str(data)], out=str(out), epochs=2, batch_size=8, input_size=32, workers=0,
+                patience=10, lr=3e-3)
+    return T.TrainConfig(**(base | kw))
+
+
+def test_training_writes_all_outputs_and_learns(tiny_data, tmp_path):
+    result = T.train(_cfg(tiny_data, tmp_path / "run", epochs=4))
+    out = tmp_path / "run"
+    for name in ("best.safetensors", "best.json", "last.pt", "metrics.jsonl", "config.json"):
+        assert (out / name).is_file(), name
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
+    model, info = load_checkpoint(out / "best.safetensors")
+    assert info.metrics["auc"] == max(x["val"]["auc"] for x in lines)  # best chosen on validation
+    assert info.threshold == info.metrics["eer_threshold"]
+    assert info.extra["data"]["train"]["data"] == {"real": 12, "fake": 12}
+    assert result["best"]["auc"] > 0.8  # the toy classes are easy
+
+
+def test_resume_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    T.train(_cfg(tiny_data, tmp_path / "full", epochs=3))
+
+    calls = {"n": 0}
+    real_save = T.save_state
+
+    def crash_after_first_epoch(path, state):
+        real_save(path, state)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "save_state", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(_cfg(tiny_data, tmp_path / "cut", epochs=3))
+    monkeypatch.setattr(T, "save_state", real_save)
+    assert load_state(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    T.train(_cfg(tiny_data, tmp_path / "cut", epochs=3), resume=True)
+
+    full, cut = load_state(tmp_path / "full" / "last.pt"), load_state(tmp_path / "cut" / "last.pt")
+    assert cut["epoch"] == full["epoch"] == 3
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], cut["model"][k]), k
+
+
+def test_resume_without_a_run_fails_clearly(tiny_data, tmp_path):
+    with pytest.raises(DfxError, match="nothing to resume"):
+        T.train(_cfg(tiny_data, tmp_path / "none"), resume=True)
+
+
+def test_init_from_checkpoint_and_zero_epochs(tiny_data, tmp_path):
+    T.train(_cfg(tiny_data, tmp_path / "a", epochs=1))
+    T.train(_cfg(tiny_data, tmp_path / "b", epochs=0, init_from=str(tmp_path / "a" / "best.safetensors")))
+    a, _ = load_checkpoint(tmp_path / "a" / "best.safetensors")
+    b, info = load_checkpoint(tmp_path / "b" / "best.safetensors")
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+    with pytest.raises(DfxError, match="holds a meso4 model, not mesoinception4"):
+        T.train(_cfg(tiny_data, tmp_path / "c", model="mesoinception4", epochs=0,
+                     init_from=str(tmp_path / "a" / "best.safetensors")))
+
+
+def test_keras_import_with_zero_epochs(tmp_path):
+    h5 = shared_path("weights", "mesonet", "Meso4_DF.h5")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d"
+    write_split(data / "train", 3, rng)
+    write_split(data / "validate", 3, rng)
+    T.train(T.TrainConfig(model="meso4", data=[str(data)], out=str(tmp_path / "k"), epochs=0, init_from=str(h5),
+                          workers=0))
+    _, info = load_checkpoint(tmp_path / "k" / "best.safetensors")
+    assert info.spec.input_size == (256, 256) and info.extra["epoch"] == 0
+
+
+def test_flat_layout_split_is_stored_and_reused(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "flat"
+    write_split(data, 30, rng, real="Real", fake="FAKE")  # class folder names are case-insensitive
+    first = load_splits([data], 0.3, seed=1)
+    assert first.val and first.train
+    # New files arrive; the stored split keeps every earlier file on its side.
+    write_split(data / "more", 0, rng)
+    (data / "Real" / "new_1.jpg").write_bytes((data / "Real" / "000.jpg").read_bytes())
+    again = load_splits([data], 0.5, seed=99, stored=first.split_record)
+    old_val = {s.path for s in first.val}
+    assert old_val <= {s.path for s in again.val}
+    assert {s.path for s in first.train} <= {s.path for s in again.train}
+    # Video frames (`<video>_<frame>`) never straddle the split.
+    d = tmp_path / "frames"
+    for cls in ("real", "fake"):
+        (d / cls).mkdir(parents=True)
+        for v in range(12):
+            for f in range(4):
+                shutil.copy(data / "Real" / "000.jpg", d / cls / f"{v}_{f}.jpg")
+    s = load_splits([d], 0.3)
+    videos = lambda xs: {(x.label, x.path.rsplit("/", 1)[1].split("_")[0]) for x in xs}  # noqa: E731
+    assert not videos(s.train) & videos(s.val)
+
+
+def test_missing_or_empty_class_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    write_split(tmp_path / "d", 3, rng)
+    shutil.rmtree(tmp_path / "d" / "fake")
+    with pytest.raises(DfxError, match="no 'fake/' folder"):
+        load_splits([tmp_path / "d"])
+    (tmp_path / "d" / "fake").mkdir()
+    with pytest.raises(DfxError, match="no images found"):
+        load_splits([tmp_path / "d"])
+    with pytest.raises(DfxError, match="no such folder"):
+        load_splits([tmp_path / "missing"])
+
+
+def test_bad_files_are_counted_and_skipped_never_blanked(tiny_data, tmp_path, caplog):
+    (tiny_data / "train" / "fake" / "empty.jpg").write_bytes(b"")
+    (tiny_data / "train" / "real" / "notes.png").write_text("not an image")
+    good = (tiny_data / "train" / "real" / "000.jpg").read_bytes()
+    (tiny_data / "validate" / "fake" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    with caplog.at_level("WARNING", logger="dfx.training"):
+        T.train(_cfg(tiny_data, tmp_path / "run", epochs=1))
+    assert "skipped 3 unreadable file(s)" in caplog.text
+    _, info = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert info.extra["data"]["skipped"] == {"empty_file": 1, "not_an_image": 1, "truncated": 1}
+    assert info.extra["data"]["train"]["data"] == {"real": 12, "fake": 12}
+
+
+def test_cli_user_error_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from dfx.training.cli import main
+
+    r = CliRunner().invoke(main, ["resnet", "--data", str(tmp_path)])
+    assert r.exit_code == 1
+    assert r.output.strip().startswith("error: unknown model 'resnet'") and "Traceback" not in r.output

@@ -1,0 +1,61 @@
+"""Training augmentations that matter for face forensics, each switchable.
+
+They run on the decoded Pillow image *before* the runtime's :func:`~dfx.engine.spec.preprocess`, never
+instead of it. All randomness comes from torch's RNG, which the trainer seeds per epoch (and DataLoader per
+worker), so a resumed run sees the same augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+import torch
+from PIL import Image, ImageFilter
+from torchvision import transforms as T
+
+from dfx.engine.errors import DfxError
+
+__all__ = ["Augment", "AUGMENTATIONS"]
+
+# name → probability of being applied to an image
+AUGMENTATIONS = {"flip": 0.5, "crop": 0.5, "color": 0.5, "jpeg": 0.3, "blur": 0.2}
+
+
+def _u() -> float:
+    return float(torch.rand(()))
+
+
+class Augment:
+    """Random flips, mild scale/crop jitter, colour jitter, JPEG re-compression and blur at random strengths.
+
+    Args:
+        enabled: names from :data:`AUGMENTATIONS` to apply.
+    """
+
+    def __init__(self, enabled: Iterable[str] = tuple(AUGMENTATIONS)):
+        self.enabled = tuple(enabled)
+        unknown = set(self.enabled) - set(AUGMENTATIONS)
+        if unknown:
+            raise DfxError(f"unknown augmentation(s) {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
+        self._color = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        on = self.enabled
+        if "flip" in on and _u() < AUGMENTATIONS["flip"]:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if "crop" in on and _u() < AUGMENTATIONS["crop"]:
+            top, left, h, w = T.RandomResizedCrop.get_params(img, scale=(0.8, 1.0), ratio=(0.9, 1.1))
+            img = img.crop((left, top, left + w, top + h))  # preprocess() resizes it back to the input size
+        if "color" in on and _u() < AUGMENTATIONS["color"]:
+            img = self._color(img)
+        if "jpeg" in on and _u() < AUGMENTATIONS["jpeg"]:
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=int(30 + 65 * _u()))
+            img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        if "blur" in on and _u() < AUGMENTATIONS["blur"]:
+            img = img.filter(ImageFilter.GaussianBlur(radius=0.1 + 1.4 * _u()))
+        return img
+
+    def __repr__(self) -> str:
+        return f"Augment({', '.join(self.enabled) or 'none'})"

@@ -1,0 +1,60 @@
+"""``dfx-train``: train a detector on folders of real and fake face images."""
+
+from __future__ import annotations
+
+import click
+
+from dfx.cli_common import run_cli, setup_logging
+
+from .augment import AUGMENTATIONS
+from .trainer import BALANCE_MODES, TrainConfig, train
+
+__all__ = ["main"]
+
+
+@click.command(help="Train MODEL (meso4, mesoinception4, xception, efficientnet_b0, vit_b16; aliases meso, mesoinception, effnet, vit) on folders of real and fake faces.", epilog="""\b
+Examples:
+  dfx-train meso4 --data ../shared/data/mesonet-deepfake --epochs 10
+  dfx-train vit --data faces/ --epochs 8 --pretrained-file vit_b16.safetensors
+  dfx-train mesoinception4 --data d/ --init-from MesoInception_DF.h5 --epochs 0
+  dfx-train xception --data d/ --resume
+""")
+@click.argument("model")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="Folder with train/{real,fake} and validate/{real,fake}, or just real/ and fake/. Repeatable.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: weights/<model>/].")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, help="[default: per model]")
+@click.option("--lr", type=float, help="Peak learning rate [default: per model].")
+@click.option("--weight-decay", type=float, help="[default: per model]")
+@click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
+@click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0: off).")
+@click.option("--input-size", type=int, help="Square input size [default: the model's].")
+@click.option("--pretrained/--no-pretrained", default=None,
+              help="ImageNet weights from timm's cache/hub (default for timm models) or random weights.")
+@click.option("--pretrained-file", type=click.Path(dir_okay=False), help="Local ImageNet weights file for timm.")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="Start from a dfx checkpoint (.safetensors) or original MesoNet Keras weights (.h5).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--freeze-epochs", type=int, default=0, show_default=True, help="Train only the head first.")
+@click.option("--patience", type=int, default=5, show_default=True, help="Early-stop after N epochs w/o AUC gain.")
+@click.option("--balance", type=click.Choice(BALANCE_MODES), default="loss", show_default=True,
+              help="Class-imbalance handling.")
+@click.option("--augment", default=",".join(AUGMENTATIONS), show_default=True,
+              help=f"Comma-separated subset of: {', '.join(AUGMENTATIONS)} ('none' for none).")
+@click.option("--val-fraction", type=float, default=0.15, show_default=True,
+              help="Held-out share when the data has no validate/ folder.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, help="DataLoader workers [default: min(4, cores)].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 …")
+@click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
+@click.option("-q", "--quiet", is_flag=True)
+@run_cli
+def main(model: str, data: tuple[str, ...], resume: bool, augment: str, quiet: bool, **opts) -> None:
+    setup_logging(quiet=quiet)
+    aug = [] if augment.strip().lower() == "none" else [a.strip() for a in augment.split(",") if a.strip()]
+    cfg = TrainConfig(model=model, data=list(data), augment=aug, **opts)
+    result = train(cfg, resume=resume)
+    best = result["best"]
+    click.echo(f"best epoch {result['best_epoch']}: val auc {best['auc']:.4f} acc {best['acc']:.4f} "
+               f"eer {best['eer']:.4f} → {result['checkpoint']}")

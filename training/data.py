@@ -1,0 +1,218 @@
+"""Training data: ``real/`` and ``fake/`` folders, deterministic splits, a decode check, the Dataset.
+
+Layouts accepted under each ``--data DIR`` (class folder names case-insensitive):
+- ``DIR/train/{real,fake}`` and ``DIR/validate/{real,fake}`` (also ``val``/``validation``);
+- ``DIR/{real,fake}``: a validation split is drawn by hashing, stored in the run folder (``split.json``) and
+  reused on resume and incremental training, so it is never reshuffled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dfx.engine.artifact import atomic_write_text
+from dfx.engine.decode import DecodeError, is_image_path, load_image
+from dfx.engine.errors import DfxError
+from dfx.engine.spec import PreprocessSpec, preprocess
+
+__all__ = ["Sample", "DataSplits", "find_class_dirs", "load_splits", "check_images", "FaceDataset"]
+
+log = logging.getLogger("dfx.training")
+
+TRAIN_NAMES = ("train", "training")
+VAL_NAMES = ("validate", "val", "validation", "valid")
+CLASSES = {"real": 0, "fake": 1}
+# Frames of one video must not straddle the split: `<video>_<frame>` files are grouped by `<video>`.
+_FRAME_SUFFIX = re.compile(r"[_-]\d+$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: ``label`` 1 = fake, 0 = real; ``source`` names the data set it came from."""
+
+    path: str
+    label: int
+    source: str
+
+
+@dataclass
+class DataSplits:
+    """Training and validation samples, and what was skipped."""
+
+    train: list[Sample]
+    val: list[Sample]
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    split_record: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per split, class and data set (stored in checkpoint metadata)."""
+        def count(samples: list[Sample]) -> dict[str, Any]:
+            by = Counter((s.source, s.label) for s in samples)
+            sources = sorted({s.source for s in samples})
+            return {src: {"real": by[(src, 0)], "fake": by[(src, 1)]} for src in sources}
+        return {"train": count(self.train), "val": count(self.val),
+                "skipped": {k: len(v) for k, v in self.skipped.items()}}
+
+
+def _child(parent: Path, names: tuple[str, ...]) -> Path | None:
+    for p in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if p.is_dir() and p.name.lower() in names:
+            return p
+    return None
+
+
+def find_class_dirs(folder: Path) -> dict[int, Path]:
+    """The ``real`` and ``fake`` subfolders of ``folder`` (case-insensitive).
+
+    Raises:
+        DfxError: naming the missing or empty class folder.
+    """
+    found = {}
+    for name, label in CLASSES.items():
+        d = _child(folder, (name,))
+        if d is None:
+            present = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())) or "none"
+            raise DfxError(f"{folder}: no '{name}/' folder (subfolders found: {present}); "
+                           f"expected {folder}/real and {folder}/fake")
+        found[label] = d
+    return found
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+
+
+def _labelled(folder: Path, source: str) -> list[Sample]:
+    samples = []
+    for label, d in find_class_dirs(folder).items():
+        files = _list_images(d)
+        if not files:
+            raise DfxError(f"{d}: no images found (extensions .jpg .jpeg .png .webp .bmp …)")
+        samples += [Sample(str(p), label, source) for p in files]
+    return samples
+
+
+def _hash_val(rel: str, fraction: float, seed: int) -> bool:
+    group = _FRAME_SUFFIX.sub("", rel.rsplit(".", 1)[0])
+    digest = hashlib.sha1(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def load_splits(data_dirs: list[Path], val_fraction: float = 0.15, seed: int = 0,
+                stored: dict[str, Any] | None = None) -> DataSplits:
+    """Collects training and validation samples from one or more data folders.
+
+    Args:
+        data_dirs: folders in either accepted layout.
+        val_fraction: share of groups held out for validation in the flat layout.
+        seed: mixes into the split hash.
+        stored: a previous run's ``split_record``; files it lists keep their split, new files are hashed.
+    """
+    train: list[Sample] = []
+    val: list[Sample] = []
+    record: dict[str, Any] = {}
+    for data_dir in data_dirs:
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise DfxError(f"--data {data_dir}: no such folder")
+        source = data_dir.name if data_dir.name.lower() not in TRAIN_NAMES + VAL_NAMES else data_dir.parent.name
+        tdir, vdir = _child(data_dir, TRAIN_NAMES), _child(data_dir, VAL_NAMES)
+        if tdir is not None and vdir is not None:
+            train += _labelled(tdir, source)
+            val += _labelled(vdir, source)
+            continue
+        if tdir is not None or vdir is not None:
+            raise DfxError(f"{data_dir}: has '{(tdir or vdir).name}/' but not its partner; give both "
+                           f"train/ and validate/, or only real/ and fake/")
+        samples = _labelled(data_dir, source)
+        key = str(data_dir.resolve())
+        # A stored split fixes the hash parameters; listed files keep their side even if the hash ever changes.
+        prev = (stored or {}).get(key, {"val": [], "val_fraction": val_fraction, "seed": seed})
+        prev_val = set(prev["val"])
+        val_rel = []
+        for s in samples:
+            rel = Path(s.path).relative_to(data_dir).as_posix()
+            if rel in prev_val or _hash_val(rel, prev["val_fraction"], prev["seed"]):
+                val.append(s)
+                val_rel.append(rel)
+            else:
+                train.append(s)
+        record[key] = {"val": sorted(val_rel), "val_fraction": prev["val_fraction"], "seed": prev["seed"]}
+        if not any(s.source == source for s in val) or not any(s.source == source for s in train):
+            raise DfxError(f"{data_dir}: too few images to split off a validation set; add images or give "
+                           f"train/ and validate/ folders")
+    return DataSplits(train, val, split_record=record)
+
+
+def check_images(samples: list[Sample], spec: PreprocessSpec, threads: int = 8) -> tuple[list[Sample], dict]:
+    """Decodes every image once; unreadable ones are reported by status and dropped (never blanked).
+
+    Returns:
+        (good samples, {status: [paths]}).
+    """
+    def probe(s: Sample) -> str | None:
+        try:
+            load_image(s.path, target_size=spec.input_size)
+            return None
+        except DecodeError as e:
+            return e.status
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        statuses = list(pool.map(probe, samples))
+    good = [s for s, st in zip(samples, statuses) if st is None]
+    bad: dict[str, list[str]] = {}
+    for s, st in zip(samples, statuses):
+        if st is not None:
+            bad.setdefault(st, []).append(s.path)
+    return good, bad
+
+
+class FaceDataset(torch.utils.data.Dataset):
+    """Decodes with the runtime's decoder, augments (training only), then applies the runtime's preprocess."""
+
+    def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None):
+        self.samples = samples
+        self.spec = spec
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.samples[i]
+        try:
+            img = load_image(s.path, target_size=self.spec.input_size)
+        except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
+            raise DfxError(f"{s.path}: {e}") from e
+        if self.augment is not None:
+            img = self.augment(img)
+        return torch.from_numpy(preprocess(img, self.spec)), torch.tensor(float(s.label))
+
+
+def save_split(path: Path, record: dict[str, Any]) -> None:
+    """Stores the flat-layout split record in the run folder."""
+    if record:
+        atomic_write_text(path, json.dumps(record, indent=1))
+
+
+def load_split(path: Path) -> dict[str, Any] | None:
+    """The stored split record, or None."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def class_weights(samples: list[Sample]) -> np.ndarray:
+    """Per-sample weights that balance the classes (for weighted sampling)."""
+    labels = np.array([s.label for s in samples])
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    return (1.0 / counts[labels]) * (len(labels) / 2.0)

@@ -1,0 +1,346 @@
+"""The training loop: AdamW, warm-up + cosine, clipping, early stopping on validation AUC, exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+
+import dfx
+from dfx.engine import metrics as M
+from dfx.engine.artifact import ModelInfo, atomic_write_text
+from dfx.engine.errors import DfxError
+from dfx.engine.spec import PreprocessSpec
+
+from .augment import AUGMENTATIONS, Augment
+from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
+from .data import DataSplits, FaceDataset, Sample, check_images, class_weights, load_split, load_splits, save_split
+from .registry import create_model, get_entry
+
+__all__ = ["TrainConfig", "train", "evaluate", "predict", "default_out_dir", "BALANCE_MODES"]
+
+log = logging.getLogger("dfx.training")
+BALANCE_MODES = ("loss", "sampler", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored as ``config.json`` in the run folder).
+
+    ``None`` fields take the model's defaults from the registry.
+    """
+
+    model: str
+    data: list[str]
+    out: str | None = None
+    epochs: int = 10
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    input_size: int | None = None
+    pretrained: bool | None = None
+    pretrained_file: str | None = None
+    init_from: str | None = None
+    freeze_epochs: int = 0
+    patience: int = 5
+    balance: str = "loss"
+    augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
+    val_fraction: float = 0.15
+    seed: int = 0
+    workers: int | None = None
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the model's defaults filled in and the name made canonical."""
+        entry = get_entry(self.model)
+        d = dataclasses.replace(self, model=entry.name)
+        for key in ("batch_size", "lr", "weight_decay"):
+            if getattr(d, key) is None:
+                setattr(d, key, entry.train_defaults[key])
+        if d.pretrained is None:
+            d.pretrained = entry.family == "timm" and not d.pretrained_file and not d.init_from
+        if d.workers is None:
+            d.workers = min(4, os.cpu_count() or 1)
+        if d.balance not in BALANCE_MODES:
+            raise DfxError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got {d.balance!r}")
+        if d.epochs < 0:
+            raise DfxError("--epochs must be 0 or more")
+        return d
+
+
+def default_out_dir(model: str) -> Path:
+    """Where ``dfx-train MODEL`` writes by default (``dfx-export --model`` and ``dfx-bench`` look there too)."""
+    return Path("weights") / get_entry(model).name
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DfxError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    return torch.device(name)
+
+
+def _versions() -> dict[str, str]:
+    v = {"dfx": dfx.__version__, "torch": torch.__version__, "numpy": np.__version__,
+         "python": platform.python_version()}
+    try:
+        import timm
+
+        v["timm"] = timm.__version__
+    except ImportError:
+        pass
+    return v
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, samples: list[Sample] | list[str], spec: PreprocessSpec,
+            batch_size: int = 64, device: torch.device | str = "cpu", workers: int = 0) -> np.ndarray:
+    """P(fake) for each file, decoded and preprocessed exactly as the runtime does (no augmentation)."""
+    device = torch.device(device)
+    samples = [s if isinstance(s, Sample) else Sample(str(s), 0, "") for s in samples]
+    loader = DataLoader(FaceDataset(samples, spec), batch_size=batch_size, num_workers=workers)
+    model.eval()
+    out = []
+    for x, _ in loader:
+        x = x.to(device)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(torch.sigmoid(model(x).float()).squeeze(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def evaluate(model: torch.nn.Module, samples: list[Sample], spec: PreprocessSpec, batch_size: int = 64,
+             device: torch.device | str = "cpu", workers: int = 0) -> dict[str, Any]:
+    """Validation metrics overall and per data set; the threshold is the validation EER point."""
+    scores = predict(model, samples, spec, batch_size, device, workers)
+    labels = np.array([s.label for s in samples])
+    _, thr = M.equal_error_rate(labels, scores) if 0 < labels.sum() < labels.size else (0, 0.5)
+    result = M.summarize(labels, scores, thr)
+    sources = sorted({s.source for s in samples})
+    if len(sources) > 1:
+        src = np.array([s.source for s in samples])
+        result["per_source"] = {n: M.summarize(labels[src == n], scores[src == n], thr) for n in sources}
+    return result
+
+
+def _schedule(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _set_backbone_frozen(model: torch.nn.Module, frozen: bool) -> None:
+    head = model.head if hasattr(model, "head") and not hasattr(model, "get_classifier") else model.get_classifier()
+    head_ids = {id(p) for p in head.parameters()}
+    for p in model.parameters():
+        if id(p) not in head_ids:
+            p.requires_grad_(not frozen)
+
+
+def _init_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    path = Path(cfg.init_from)
+    if not path.is_file():
+        raise DfxError(f"--init-from {path}: no such file")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        from .keras_weights import load_keras_mesonet
+
+        load_keras_mesonet(model, path)
+        return
+    src, info = load_checkpoint(path)
+    if info.arch != cfg.model:
+        raise DfxError(f"--init-from {path} holds a {info.arch} model, not {cfg.model}")
+    try:
+        model.load_state_dict(src.state_dict())
+    except RuntimeError as e:
+        raise DfxError(f"--init-from {path}: weights do not fit this {cfg.model} (input size?): {e}") from e
+
+
+def _log_epoch(epoch: int, epochs: int, loss: float, m: dict, ips: float, best: float, best_epoch: int) -> None:
+    log.info("epoch %d/%d  loss %.4f  val acc %.4f auc %.4f ap %.4f eer %.4f  %.0f img/s  best auc %.4f (epoch %d)",
+             epoch, epochs, loss, m["acc"], m["auc"], m["ap"], m["eer"], ips, best, best_epoch)
+
+
+def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> DataSplits:
+    split_path = out / "split.json"
+    splits = load_splits([Path(d) for d in cfg.data], cfg.val_fraction, cfg.seed, stored=load_split(split_path))
+    save_split(split_path, splits.split_record)
+    splits.train, bad_train = check_images(splits.train, spec)
+    splits.val, bad_val = check_images(splits.val, spec)
+    for status, paths in {**bad_train, **bad_val}.items():
+        splits.skipped.setdefault(status, []).extend(paths)
+    if splits.skipped:
+        detail = ", ".join(f"{len(v)} {k}" for k, v in splits.skipped.items())
+        first = next(iter(splits.skipped.values()))[0]
+        log.warning("skipped %d unreadable file(s): %s (e.g. %s)", sum(map(len, splits.skipped.values())),
+                    detail, first)
+    for name, part in (("training", splits.train), ("validation", splits.val)):
+        labels = {s.label for s in part}
+        if labels != {0, 1}:
+            missing = "real" if 0 not in labels else "fake"
+            raise DfxError(f"no readable {missing} images left in the {name} split")
+    return splits
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Trains (or resumes) a run; writes the best checkpoint, ``last.pt``, ``metrics.jsonl`` and ``config.json``.
+
+    Args:
+        cfg: the run's configuration.
+        resume: continue the run in ``cfg.out`` from its last finished epoch (its stored config is used;
+            only ``epochs`` may be raised).
+
+    Returns:
+        Summary: best epoch, best validation metrics, checkpoint path.
+    """
+    cfg = cfg.resolved()
+    out = Path(cfg.out) if cfg.out else default_out_dir(cfg.model)
+    state = None
+    if resume:
+        state = load_state(out / "last.pt")
+        stored = TrainConfig(**json.loads((out / "config.json").read_text()))
+        if stored.model != cfg.model:
+            raise DfxError(f"{out} holds a {stored.model} run, not {cfg.model}")
+        cfg = dataclasses.replace(stored, epochs=max(cfg.epochs, stored.epochs))
+    out.mkdir(parents=True, exist_ok=True)
+    entry = get_entry(cfg.model)
+    spec = entry.default_spec.with_size(cfg.input_size)
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    splits = _prepare_data(cfg, out, spec)
+    log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
+             len(splits.train), len(splits.val), device)
+
+    model, model_kwargs = create_model(cfg.model, spec, pretrained=cfg.pretrained,
+                                       pretrained_file=cfg.pretrained_file)
+    if cfg.init_from and state is None:
+        _init_weights(model, cfg)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment))
+    labels = np.array([s.label for s in splits.train])
+    n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = max(1, steps_per_epoch * cfg.epochs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, int(steps_per_epoch * cfg.warmup_epochs)))
+    pos_weight = torch.tensor(n_real / n_fake if cfg.balance == "loss" else 1.0, device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start, best_auc, best_epoch, bad_epochs = 0, -1.0, 0, 0
+    best_metrics: dict[str, Any] = {}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start, best_auc, best_epoch, bad_epochs = state["epoch"], state["best_auc"], state["best_epoch"], \
+            state["bad_epochs"]
+        best_metrics = json.loads(state["best_metrics"])
+        if start >= cfg.epochs or bad_epochs >= cfg.patience:
+            log.info("run in %s already finished (epoch %d/%d); raise --epochs to continue", out, start, cfg.epochs)
+            return {"best_epoch": best_epoch, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
+        log.info("resuming %s after epoch %d", out, start)
+
+    def save_best(epoch: int, metrics: dict[str, Any]) -> None:
+        info = ModelInfo(arch=cfg.model, spec=spec, threshold=metrics["threshold"], model_kwargs=model_kwargs,
+                         metrics=metrics, extra={"epoch": epoch, "config": dataclasses.asdict(cfg),
+                                                 "data": splits.summary(), "versions": _versions()})
+        save_checkpoint(out / "best.safetensors", model, info)
+
+    if cfg.epochs == 0:  # imported or initial weights only: evaluate and keep them
+        best_metrics = evaluate(model, splits.val, spec, cfg.batch_size, device, cfg.workers)
+        save_best(0, best_metrics)
+        _log_epoch(0, 0, float("nan"), best_metrics, 0.0, best_metrics["auc"], 0)
+        return {"best_epoch": 0, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
+
+    for epoch in range(start, cfg.epochs):
+        # Seeds derive from (seed, epoch) alone, so a run resumed at any epoch replays the same randomness.
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        n_draw = steps_per_epoch * cfg.batch_size
+        sampler = (WeightedRandomSampler(class_weights(splits.train), min(n_draw, len(train_ds)), generator=gen)
+                   if cfg.balance == "sampler" else RandomSampler(train_ds, generator=gen))
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                            drop_last=len(train_ds) > cfg.batch_size, persistent_workers=False,
+                            pin_memory=device.type == "cuda")
+        if cfg.freeze_epochs:
+            _set_backbone_frozen(model, epoch < cfg.freeze_epochs)
+        model.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        bar = _progress(loader, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
+        for step, (x, y) in enumerate(bar):
+            if step >= steps_per_epoch:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                loss = loss_fn(model(x).squeeze(1).float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            seen += x.shape[0]
+            loss_sum += float(loss.detach()) * x.shape[0]
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        ips = seen / max(time.perf_counter() - t0, 1e-9)
+        m = evaluate(model, splits.val, spec, cfg.batch_size, device, cfg.workers)
+        if m["auc"] > best_auc or best_auc < 0:
+            best_auc, best_epoch, bad_epochs, best_metrics = m["auc"], epoch + 1, 0, m
+            save_best(epoch + 1, m)
+        else:
+            bad_epochs += 1
+        _log_epoch(epoch + 1, cfg.epochs, loss_sum / max(seen, 1), m, ips, best_auc, best_epoch)
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "lr": sched.get_last_lr()[0],
+                  "images_per_s": ips, "val": m}
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        save_state(out / "last.pt", {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": epoch + 1, "best_auc": best_auc, "best_epoch": best_epoch,
+            "bad_epochs": bad_epochs, "best_metrics": json.dumps(best_metrics)})
+        if bad_epochs >= cfg.patience:
+            log.info("early stop: validation AUC has not improved for %d epochs", cfg.patience)
+            break
+    return {"best_epoch": best_epoch, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
+
+
+def _progress(it, total: int, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    # disable=None: a bar on a terminal, silence in pipes and logs.
+    return tqdm(it, total=total, desc=desc, leave=False, disable=None, file=sys.stderr)
