@@ -1,0 +1,53 @@
+"""``dfx-infer``: score folders of face images; P(fake) per file as a table, CSV, JSONL or JSON."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dfx.cli_common import run_cli, setup_logging
+
+from .pipeline import default_threads
+from .select import BACKEND_CHOICES
+from .writers import FIELDS, FORMATS
+
+__all__ = ["main"]
+
+
+@click.command(epilog=f"""\b
+Examples:
+  dfx-infer photos/                                  # bundled default model, best backend here
+  dfx-infer photos/ --engine xception.plan           # TensorRT FP16 engine on the GPU
+  dfx-infer photos/ a.jpg b.png --engine model.onnx --output scores.csv
+  dfx-infer /data/crawl --recursive --output scores.jsonl --resume --batch-size 64
+
+\b
+Output fields: {', '.join(FIELDS)}. score = P(fake) in [0, 1]; label = fake when score >= the model's
+threshold (--threshold overrides). Exit status: 0 all scored, 2 some files could not be scored (each still
+has a row with its status), 1 usage error.""")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--engine", "engine", type=click.Path(dir_okay=False),
+              help="Model: a .plan (TensorRT) or .onnx from dfx-export [default: the bundled model].")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write rows here (.csv, .jsonl, .json).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format [default: from --output, else table].")
+@click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders.")
+@click.option("--resume", is_flag=True, help="Skip files already in --output and append to it.")
+@click.option("-b", "--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--threads", type=click.IntRange(1), help=f"Decode threads [default: {default_threads()}].")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="P(fake) threshold for the label column.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@run_cli
+def main(inputs, engine, backend, output, fmt, recursive, resume, batch_size, threads, threshold, progress,
+         quiet) -> None:
+    """Score face images in INPUTS (files and folders) for being deepfakes."""
+    from .scan import scan
+
+    setup_logging(quiet=quiet)
+    summary = scan(inputs, engine=engine, backend=backend, output=output, fmt=fmt, recursive=recursive,
+                   resume=resume, batch_size=batch_size, threads=threads, threshold=threshold, progress=progress)
+    if not quiet:
+        click.echo(summary.line(), err=True)
+    sys.exit(2 if summary.failed else 0)

@@ -1,0 +1,19 @@
+"""The small model bundled with dfx so ``dfx-infer photos/`` works with no download (see MODEL_CARD.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DfxError
+
+__all__ = ["default_model_path", "DEFAULT_MODEL_FILE"]
+
+DEFAULT_MODEL_FILE = "dfx-default.onnx"
+
+
+def default_model_path() -> Path:
+    """Path of the bundled ONNX model (works from a checkout and from an installed wheel)."""
+    path = Path(__file__).resolve().parent / DEFAULT_MODEL_FILE
+    if not path.is_file():
+        raise DfxError(f"the bundled default model {path} is missing from this installation; pass --engine")
+    return path

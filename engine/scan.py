@@ -1,0 +1,126 @@
+"""``scan()``: the main job as one library call — score files and folders, stream rows to a writer."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .decode import Status
+from .default_model import default_model_path
+from .inputs import iter_inputs
+from .pipeline import score_files
+from .select import open_backend
+from .writers import already_scored, format_for, open_writer
+
+__all__ = ["scan", "ScanSummary"]
+
+log = logging.getLogger("dfx.engine")
+
+
+@dataclass
+class ScanSummary:
+    """Counts of a finished scan."""
+
+    scored: int = 0
+    fake: int = 0
+    skipped_resume: int = 0
+    errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    backend: str = ""
+    model: str = ""
+
+    @property
+    def failed(self) -> int:
+        """Files that got an error row."""
+        return sum(self.errors.values())
+
+    def line(self) -> str:
+        """One human-readable summary line."""
+        rate = self.scored / self.seconds if self.seconds > 0 else 0.0
+        err = f", {self.failed} errors ({', '.join(f'{n} {s}' for s, n in self.errors.most_common())})" \
+            if self.failed else ""
+        skip = f", {self.skipped_resume} already in the output" if self.skipped_resume else ""
+        return (f"scored {self.scored} images: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
+                f"in {self.seconds:.1f} s ({rate:.1f} img/s, {self.model} on {self.backend})")
+
+
+def scan(
+    inputs: Sequence[str | Path],
+    engine: str | Path | None = None,
+    backend: str = "auto",
+    output: str | None = None,
+    fmt: str | None = None,
+    recursive: bool = False,
+    resume: bool = False,
+    batch_size: int = 32,
+    threads: int | None = None,
+    threshold: float | None = None,
+    progress: bool | None = None,
+    stdout: IO[str] | None = None,
+) -> ScanSummary:
+    """Scores every image under ``inputs`` and writes one row per file.
+
+    Args:
+        inputs: files and folders.
+        engine: a ``.plan`` or ``.onnx`` written by dfx-export (default: the bundled model).
+        backend: ``auto`` or a backend name.
+        output: result file (``None``: stdout).
+        fmt: ``table``, ``csv``, ``jsonl`` or ``json`` (default: from the output suffix, else table).
+        recursive: descend into subfolders.
+        resume: skip paths already in ``output`` and append.
+        batch_size: images per inference call.
+        threads: decode threads.
+        threshold: overrides the model's P(fake) threshold for the label column.
+        progress: show a progress bar (default: when stderr is a terminal).
+        stdout: stream for stdout output (tests).
+    """
+    fmt = format_for(output, fmt)
+    done = already_scored(Path(output), fmt) if resume and output else set()
+    files = iter_inputs(inputs, recursive)
+    summary = ScanSummary()
+    if done:
+        def unseen():
+            for f in files:
+                if str(f) in done:
+                    summary.skipped_resume += 1
+                else:
+                    yield f
+        files = unseen()
+    be = open_backend(engine or default_model_path(), backend, threads=None)
+    summary.backend, summary.model = f"{be.name} ({be.device})", be.info.arch
+    writer = open_writer(output, fmt, resume=resume, stdout=stdout)
+    bar = _bar(progress)
+    t0 = time.perf_counter()
+    try:
+        with be:
+            for i, row in enumerate(score_files(be, files, batch_size, threads, threshold)):
+                writer.write(row)
+                if row.status == Status.OK:
+                    summary.scored += 1
+                    summary.fake += row.label == "fake"
+                else:
+                    summary.errors[row.status] += 1
+                if i % batch_size == batch_size - 1:
+                    writer.flush()  # rows reach the file batch by batch: a crash loses nothing already scored
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _bar(progress: bool | None):
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit="img", desc="scoring", file=sys.stderr, dynamic_ncols=True)

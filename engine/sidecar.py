@@ -1,0 +1,71 @@
+"""The ``.plan.json`` sidecar of a TensorRT engine: what it was built from, for which GPU and TensorRT.
+
+Written by ``dfx-export``, read by the runtime; an engine is only valid on the GPU model and TensorRT version
+it was built with, so the runtime checks both before deserialising.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifact import ModelInfo, atomic_write_text
+from .errors import DfxError
+
+__all__ = ["EngineSidecar", "sidecar_path"]
+
+
+def sidecar_path(plan: str | Path) -> Path:
+    """``model.plan`` → ``model.plan.json``."""
+    plan = Path(plan)
+    return plan.with_name(plan.name + ".json")
+
+
+@dataclass
+class EngineSidecar:
+    """Attributes: see DESIGN.md "Artifacts"; ``onnx`` is the FP32 ONNX file name used for CPU fallback."""
+
+    info: ModelInfo
+    precision: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    profile: dict[str, int]
+    onnx: str
+    source_onnx: str
+    source_onnx_sha256: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, plan: str | Path) -> Path:
+        """Writes the sidecar beside ``plan``."""
+        d = asdict(self)
+        d["info"] = self.info.to_dict()
+        path = sidecar_path(plan)
+        atomic_write_text(path, json.dumps(d, indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, plan: str | Path) -> EngineSidecar:
+        """Reads the sidecar of ``plan``; a missing or damaged one is a :class:`DfxError`."""
+        path = sidecar_path(plan)
+        if not path.is_file():
+            raise DfxError(f"{path} is missing: an engine cannot be run without its sidecar (spec, labels, "
+                           f"threshold); rebuild it with dfx-export")
+        try:
+            d = json.loads(path.read_text())
+            d["info"] = ModelInfo.from_dict(d["info"])
+            return cls(**d)
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DfxError(f"{path} is damaged ({type(e).__name__}: {e}); rebuild the engine with dfx-export") from e
+
+    def fallback_onnx(self, plan: str | Path) -> Path:
+        """Path of the FP32 ONNX the engine was built from (for the CPU fallback)."""
+        return Path(plan).parent / self.onnx
+
+    def rebuild_command(self, plan: str | Path) -> str:
+        """The command that rebuilds this engine on the current machine."""
+        b = self.profile
+        return (f"dfx-export --onnx {self.fallback_onnx(plan)} --engine --out {Path(plan).parent} "
+                f"--batch-sizes {b['min']},{b['opt']},{b['max']}")

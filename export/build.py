@@ -1,0 +1,197 @@
+"""``export_model()``: checkpoint → verified ONNX (+ FP16, TensorRT engine, CPU INT8), as one library call."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import dfx
+from dfx.engine.artifact import ModelInfo, atomic_write_text, read_onnx_info, sha256_file
+from dfx.engine.errors import DfxError
+
+from .onnx_export import embed_metadata, export_onnx, onnx_module
+from .verify import VerifyReport, backend_logits, compare, torch_logits, verification_inputs
+
+__all__ = ["export_model", "ExportResult", "TOLERANCES"]
+
+log = logging.getLogger("dfx.export")
+
+# max |Δlogit| and decision agreement required of each artifact against its reference.
+TOLERANCES = {"onnx": (1e-3, 1.0), "onnx-slim": (1e-3, 1.0), "fp16": (0.1, 0.95), "engine": (0.1, 0.95)}
+
+
+@dataclass
+class ExportResult:
+    """What was written and how each artifact verified."""
+
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    checks: list[VerifyReport] = field(default_factory=list)
+    int8: Any = None
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (also written as NAME.export.json)."""
+        return {"artifacts": {k: {"path": str(p), "bytes": p.stat().st_size} for k, p in self.artifacts.items()
+                              if p.exists()},
+                "checks": [c.to_dict() for c in self.checks], "int8": self.int8.to_dict() if self.int8 else None,
+                "notices": self.notices, "dfx_version": dfx.__version__}
+
+
+def _check(result: ExportResult, report: VerifyReport, artifact: Path) -> None:
+    result.checks.append(report)
+    log.info("%s", report.line())
+    if not report.passed:
+        failed = artifact.with_name(artifact.name + ".failed")
+        artifact.replace(failed)  # keep it for inspection, under a name no loader picks up
+        raise DfxError(f"verification failed, artifact moved to {failed.name}: {report.line()}")
+
+
+def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    from dfx.engine.backends.onnxruntime_backend import OnnxRuntimeCPUBackend
+
+    with OnnxRuntimeCPUBackend(path) as be:
+        return backend_logits(be.infer, x)
+
+
+def _default_verify_dir(info: ModelInfo) -> Path | None:
+    # The checkpoint's own validation images, when the run's data is still where it was.
+    for d in info.extra.get("config", {}).get("data", []):
+        for name in ("validate", "val", "validation"):
+            if (Path(d) / name).is_dir():
+                return Path(d) / name
+        if Path(d).is_dir():
+            return Path(d)
+    return None
+
+
+def _restamp(path: Path, info: ModelInfo) -> None:
+    onnx = onnx_module()
+    proto = onnx.load(str(path))
+    embed_metadata(proto, info)
+    onnx.save(proto, str(path))
+
+
+def export_model(
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    fp16: bool = False,
+    engine: bool | None = None,
+    int8: bool = False,
+    calib: str | Path | None = None,
+    batch_sizes: str = "1,32,128",
+    verify_data: str | Path | None = None,
+    n_verify: int = 16,
+    simplify: bool = False,
+    opset: int = 17,
+    workspace_gib: float = 4.0,
+    opt_level: int = 3,
+) -> ExportResult:
+    """Builds and verifies deployable artifacts.
+
+    Args:
+        checkpoint: a dfx-train ``.safetensors`` (exports ONNX from it), or
+        onnx: an existing dfx ONNX (skips the PyTorch export; for engines built on another machine).
+        out_dir: where artifacts go (default: beside the source).
+        fp16: also write ``NAME.fp16.onnx``.
+        engine: True builds a TensorRT engine (implies ``fp16``; fails without TensorRT/GPU); None builds one
+            when ``fp16`` is set and a GPU with TensorRT is here, else says why not; False never.
+        int8: write ``NAME.int8.onnx`` calibrated on ``calib`` (kept only when faster and accurate enough).
+        batch_sizes: engine profile ``MIN,OPT,MAX``.
+        verify_data: images to verify on (default: the checkpoint's validation folder, else generated).
+        simplify: run onnxslim on the ONNX (verified again).
+    """
+    from .tensorrt_build import build_engine, engine_unavailable_reason, parse_batch_sizes
+
+    if (checkpoint is None) == (onnx is None):
+        raise DfxError("give exactly one of a checkpoint (--model/--checkpoint) or --onnx")
+    profile = parse_batch_sizes(batch_sizes)
+    if int8 and not calib:
+        raise DfxError("--int8 needs --calib DIR (images to calibrate on, preferably with real/ and fake/)")
+    result = ExportResult()
+    src = Path(checkpoint or onnx)
+    out = Path(out_dir) if out_dir else src.parent
+    out.mkdir(parents=True, exist_ok=True)
+
+    if checkpoint is not None:
+        from dfx.training.checkpoint import load_checkpoint
+
+        model, info = load_checkpoint(checkpoint)
+        for m in model.modules():  # timm's fused attention exports as casts the FP16 converter mistypes
+            if hasattr(m, "fused_attn"):
+                m.fused_attn = False
+        info.extra = {**info.extra, "source_checkpoint": src.name, "source_checkpoint_sha256": sha256_file(src),
+                      "exported_by": f"dfx {dfx.__version__}"}
+        name = info.arch
+        fp32 = out / f"{name}.onnx"
+        x, desc = verification_inputs(info.spec, verify_data or _default_verify_dir(info), n_verify)
+        ref = torch_logits(model, x)
+        export_onnx(model, info, fp32, opset)
+        _check(result, compare("onnx vs pytorch", ref, _ort_logits(fp32, x), info.threshold, *TOLERANCES["onnx"],
+                               inputs=desc), fp32)
+        if simplify:
+            try:
+                import onnxslim
+            except ImportError as e:
+                from dfx.engine.errors import MissingDependencyError
+
+                raise MissingDependencyError("onnxslim", "export") from e
+            onnxslim.slim(str(fp32), str(fp32))
+            _restamp(fp32, info)
+            _check(result, compare("onnx (slimmed) vs pytorch", ref, _ort_logits(fp32, x), info.threshold,
+                                   *TOLERANCES["onnx-slim"], inputs=desc), fp32)
+    else:
+        fp32 = Path(onnx)
+        info = read_onnx_info(fp32)
+        name = fp32.name.removesuffix(".onnx").removesuffix(".fp16")
+        x, desc = verification_inputs(info.spec, verify_data or _default_verify_dir(info), n_verify)
+    result.artifacts["onnx"] = fp32
+    ref32 = _ort_logits(fp32, x)
+
+    if engine and not fp16:
+        fp16 = True  # engines are built from the FP16 graph
+    reason = engine_unavailable_reason() if engine is not False and fp16 else None
+    if engine is True and reason:
+        raise DfxError(f"cannot build a TensorRT engine here: {reason}. Install dfx[gpu] on the machine with the "
+                       f"GPU that will run it and run dfx-export --onnx {fp32} --engine there")
+
+    if fp16:
+        from .fp16 import convert_fp16
+
+        f16 = convert_fp16(fp32, out / f"{name}.fp16.onnx")
+        _restamp(f16, info)
+        _check(result, compare("fp16 onnx vs fp32 onnx", ref32, _ort_logits(f16, x), info.threshold,
+                               *TOLERANCES["fp16"], inputs=desc), f16)
+        result.artifacts["fp16"] = f16
+        if engine is not False and reason is None:
+            from dfx.engine.backends.tensorrt_backend import TensorRTBackend
+
+            plan = out / f"{name}.plan"
+            build_engine(f16, fp32, plan, info, profile, workspace_gib, opt_level)
+            with TensorRTBackend(plan) as be:
+                got = backend_logits(be.infer, x, batch=min(profile["max"], 16))
+            _check(result, compare("tensorrt fp16 vs fp32 onnx", ref32, got, info.threshold, *TOLERANCES["engine"],
+                                   inputs=desc), plan)
+            result.artifacts["engine"] = plan
+        elif engine is None and reason:
+            result.notices.append(f"no TensorRT engine: {reason} (build one on the GPU machine with dfx[gpu]: "
+                                  f"dfx-export --onnx {fp32} --engine)")
+
+    if int8:
+        from .int8 import quantize_int8
+
+        q = out / f"{name}.int8.onnx"
+        result.int8 = quantize_int8(fp32, q, info, Path(calib))
+        if result.int8.kept:
+            _restamp(q, info)
+            result.artifacts["int8"] = q
+        else:
+            result.notices.append(f"INT8 not kept ({result.int8.reason}); {fp32.name} stays the CPU artifact")
+
+    atomic_write_text(out / f"{name}.export.json", json.dumps(result.to_dict(), indent=2))
+    return result

@@ -1,0 +1,119 @@
+"""Verification: an artifact must compute what its reference computes, on real images when there are some."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dfx.engine.decode import DecodeError, is_image_path, load_image
+from dfx.engine.spec import PreprocessSpec, preprocess
+
+__all__ = ["VerifyReport", "compare", "verification_inputs"]
+
+log = logging.getLogger("dfx.export")
+
+
+@dataclass
+class VerifyReport:
+    """How closely an artifact matches its reference.
+
+    Attributes:
+        what: the artifact checked and its reference (``onnx vs pytorch``…).
+        n: images compared.
+        inputs: ``images from DIR`` or ``generated``.
+        max_abs_diff: max |Δlogit|.
+        agreement: share of images with the same decision at the model's threshold.
+        tolerance: max |Δlogit| allowed.
+        passed: within tolerance and full agreement (agreement >= min_agreement).
+    """
+
+    what: str
+    n: int
+    inputs: str
+    max_abs_diff: float
+    agreement: float
+    tolerance: float
+    min_agreement: float
+    passed: bool
+
+    def line(self) -> str:
+        """One line for logs and reports."""
+        verdict = "ok" if self.passed else "FAILED"
+        return (f"{self.what}: max |Δlogit| {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), decisions agree "
+                f"on {self.agreement:.1%} of {self.n} {self.inputs} — {verdict}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return float(np.log(p / (1 - p)))
+
+
+def compare(what: str, ref: np.ndarray, got: np.ndarray, threshold: float, tolerance: float,
+            min_agreement: float, inputs: str) -> VerifyReport:
+    """Compares two logit vectors (decisions at P(fake) ``threshold``)."""
+    ref, got = np.asarray(ref, np.float64).ravel(), np.asarray(got, np.float64).ravel()
+    t = _logit(threshold)
+    diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
+    agree = float(np.mean((ref >= t) == (got >= t))) if ref.size else 1.0
+    ok = bool(np.isfinite(diff) and diff <= tolerance and agree >= min_agreement)
+    return VerifyReport(what, int(ref.size), inputs, diff, agree, tolerance, min_agreement, ok)
+
+
+def verification_inputs(spec: PreprocessSpec, data_dir: str | Path | None, n: int = 16,
+                        seed: int = 0) -> tuple[np.ndarray, str]:
+    """A float32 NCHW batch: ``n`` real images from ``data_dir`` (searched recursively, real and fake mixed),
+    or generated images (smooth content + noise, not pure noise, so activations look natural) when none.
+
+    Returns:
+        (batch, description).
+    """
+    if data_dir is not None and Path(data_dir).is_dir():
+        files = sorted(p for p in Path(data_dir).rglob("*") if p.is_file() and is_image_path(p))
+        rng = np.random.default_rng(seed)
+        picked = [files[i] for i in sorted(rng.choice(len(files), min(n * 2, len(files)), replace=False))] \
+            if files else []
+        xs = []
+        for f in picked:
+            try:
+                xs.append(preprocess(load_image(f, target_size=spec.input_size), spec))
+            except DecodeError:
+                continue
+            if len(xs) == n:
+                break
+        if xs:
+            return np.stack(xs), f"images from {data_dir}"
+        log.warning("no readable images in %s; verifying on generated images", data_dir)
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = spec.input_size
+    yy, xx = np.mgrid[0:h, 0:w]
+    xs = []
+    for _ in range(n):
+        base = np.stack([np.sin(xx / rng.uniform(3, 30) + rng.uniform(0, 6)) for _ in range(3)], -1) * 80 + 128
+        base = base + yy[..., None] * rng.uniform(-0.5, 0.5) + rng.normal(0, 12, (h, w, 3))
+        xs.append(preprocess(Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)), spec))
+    return np.stack(xs), "generated images"
+
+
+def torch_logits(model: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Logits of a PyTorch model on a numpy batch (CPU, eval)."""
+    import torch
+
+    model = model.eval()
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy().ravel()
+                               for i in range(0, len(x), batch)])
+
+
+def backend_logits(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Logits of any ``infer(batch)`` callable on a numpy batch."""
+    return np.concatenate([np.asarray(run(x[i:i + batch])).ravel() for i in range(0, len(x), batch)])
