@@ -57,11 +57,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         arr8 = np.clip(arr * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr8, "L").convert("RGB")
+        return Image.fromarray(arr8).convert("RGB")
     if mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         hi = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
-        return Image.fromarray(np.clip(arr * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(arr * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     # CMYK, YCbCr, LAB, L, LA, RGBA, P, 1: Pillow's conversions (alpha is dropped, not blended).

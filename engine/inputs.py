@@ -39,7 +39,7 @@ def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]]) -> Ite
 
 
 def iter_inputs(paths: Iterable[str | Path], recursive: bool = False) -> Iterator[Path]:
-    """Yields image files to score, lazily and in a stable order, each once.
+    """Image files to score, yielded lazily and in a stable order, each once.
 
     Files named explicitly are always yielded (whatever their extension); folders contribute files with an
     image extension, descending into subfolders when ``recursive``.
@@ -48,9 +48,13 @@ def iter_inputs(paths: Iterable[str | Path], recursive: bool = False) -> Iterato
         DfxError: when a named path does not exist.
     """
     paths = [Path(p) for p in paths]
-    for p in paths:
+    for p in paths:  # checked now, not on first iteration, so a typo fails before any output is written
         if not p.exists() and not p.is_symlink():
             raise DfxError(f"{p}: no such file or folder")
+    return _iter(paths, recursive)
+
+
+def _iter(paths: list[Path], recursive: bool) -> Iterator[Path]:
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
     for p in paths:

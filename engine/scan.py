@@ -85,13 +85,13 @@ def scan(
     files = iter_inputs(inputs, recursive)
     summary = ScanSummary()
     if done:
-        def unseen():
-            for f in files:
+        def unseen(source):
+            for f in source:
                 if str(f) in done:
                     summary.skipped_resume += 1
                 else:
                     yield f
-        files = unseen()
+        files = unseen(files)
     be = open_backend(engine or default_model_path(), backend, threads=None)
     summary.backend, summary.model = f"{be.name} ({be.device})", be.info.arch
     writer = open_writer(output, fmt, resume=resume, stdout=stdout)

@@ -1,0 +1,138 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dfx.engine.cli import main
+from dfx.engine.pipeline import score_files
+from dfx.engine.select import open_backend
+
+from ..conftest import EXPECTED_STATUS
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_every_input_gets_a_row_and_failures_exit_2(bad_corpus, tiny_onnx, tmp_path):
+    out = tmp_path / "scores.csv"
+    r = _run(bad_corpus["rgb"].parent, "--engine", tiny_onnx, "-o", out)
+    assert r.exit_code == 2, r.output
+    rows = {row["path"]: row for row in csv.DictReader(out.open())}
+    assert set(rows) == {str(p) for p in bad_corpus.values()}
+    for case, path in bad_corpus.items():
+        row = rows[str(path)]
+        if case in EXPECTED_STATUS:
+            assert (row["status"], row["score"], row["label"]) == (EXPECTED_STATUS[case], "", ""), case
+            assert row["error"]
+        else:
+            assert row["status"] == "ok" and 0.0 <= float(row["score"]) <= 1.0, case
+            assert row["label"] == ("fake" if float(row["score"]) >= 0.5 else "real")
+    assert "4 errors" in r.output
+
+
+def test_all_good_exits_0_and_formats_share_one_schema(bad_corpus, tiny_onnx, tmp_path):
+    good = [bad_corpus[k] for k in ("rgb", "cmyk", "gray16")]
+    results = {}
+    for fmt in ("csv", "jsonl", "json"):
+        out = tmp_path / f"s.{fmt}"
+        assert _run(*good, "--engine", tiny_onnx, "-o", out).exit_code == 0
+        text = out.read_text()
+        if fmt == "csv":
+            rows = list(csv.DictReader(text.splitlines()))
+            rows = [r | {"score": float(r["score"]), "error": r["error"]} for r in rows]
+        elif fmt == "jsonl":
+            rows = [json.loads(x) for x in text.splitlines()]
+        else:
+            rows = json.loads(text)
+        assert [list(r) for r in rows] == [["path", "score", "label", "status", "error"]] * 3
+        results[fmt] = [(r["path"], r["score"], r["label"]) for r in rows]
+    assert results["csv"] == results["jsonl"] == results["json"]
+
+
+def test_table_on_stdout_and_threshold_override(bad_corpus, tiny_onnx):
+    r = _run(bad_corpus["rgb"], bad_corpus["rgba"], "--engine", tiny_onnx, "--threshold", "0")
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["score", "label", "status", "path"]
+    assert all(" fake " in line for line in lines[1:3])
+
+
+def test_resume_skips_scored_paths_and_repairs_a_torn_line(bad_corpus, tiny_onnx, tmp_path):
+    out = tmp_path / "s.jsonl"
+    _run(bad_corpus["rgb"], bad_corpus["cmyk"], "--engine", tiny_onnx, "-o", out)
+    first = out.read_text().splitlines()
+    with out.open("a") as f:
+        f.write('{"path": "torn')  # a crash in the middle of a row
+    r = _run(bad_corpus["rgb"].parent, "--engine", tiny_onnx, "-o", out, "--resume")
+    assert r.exit_code == 2
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    paths = [x["path"] for x in rows]
+    assert out.read_text().splitlines()[:2] == first
+    assert len(paths) == len(set(paths)) == len(bad_corpus)
+    assert "2 already in the output" in r.output
+
+
+def test_resume_refuses_json(tiny_onnx, bad_corpus, tmp_path):
+    out = tmp_path / "s.json"
+    out.write_text("[]")
+    r = _run(bad_corpus["rgb"], "--engine", tiny_onnx, "-o", out, "--resume")
+    assert r.exit_code == 1 and "csv or .jsonl" in r.output
+
+
+def test_user_errors_exit_1_with_one_line(tiny_onnx, tmp_path):
+    r = _run(tmp_path / "missing", "--engine", tiny_onnx)
+    assert r.exit_code == 1 and r.output.strip() == f"error: {tmp_path / 'missing'}: no such file or folder"
+    r = _run(tmp_path, "--engine", tiny_onnx, "-o", tmp_path / "x.txt")
+    assert r.exit_code == 1 and "cannot tell the format" in r.output
+
+
+def test_recursive_and_symlink_loops(tiny_onnx, bad_corpus, tmp_path):
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(bad_corpus["rgb"].read_bytes())
+    (root / "sub" / "b.png").write_bytes(bad_corpus["rgb_png"].read_bytes())
+    os.symlink(root, root / "sub" / "loop")
+    out = tmp_path / "s.csv"
+    assert _run(root, "--engine", tiny_onnx, "-o", out).exit_code == 0
+    assert [r["path"] for r in csv.DictReader(out.open())] == [str(root / "a.jpg")]
+    assert _run(root, "--engine", tiny_onnx, "-o", out, "-r").exit_code == 0
+    assert [r["path"] for r in csv.DictReader(out.open())] == [str(root / "a.jpg"), str(root / "sub" / "b.png")]
+
+
+class FixedProfile:
+    """An onnxruntime backend pretending to be an engine with a fixed batch profile of exactly 4."""
+
+    def __init__(self, inner):
+        self.inner, self.info, self.min_batch, self.max_batch, self.calls = inner, inner.info, 4, 4, []
+
+    def infer(self, batch):
+        self.calls.append(len(batch))
+        return self.inner.infer(batch)
+
+
+def test_partial_last_batch_on_fixed_profile(tiny_onnx, bad_corpus):
+    files = [bad_corpus[k] for k in ("rgb", "cmyk", "grayscale", "rgba", "palette", "exif_rotated")]
+    with open_backend(tiny_onnx) as be:
+        free = [r.score for r in score_files(be, files, batch_size=8)]
+        fixed = FixedProfile(be)
+        rows = list(score_files(fixed, files, batch_size=32))
+    assert fixed.calls == [4, 4]  # 6 files → 4 + (2 padded to 4); batch_size clamped to the profile
+    np.testing.assert_allclose([r.score for r in rows], free, rtol=1e-6)
+
+
+def test_runtime_scores_equal_training_evaluation(tiny_checkpoint, tiny_onnx, bad_corpus):
+    """The spec really is shared: PyTorch on training's eval path == dfx-infer on the exported ONNX."""
+    pytest.importorskip("torch")
+    from dfx.training.checkpoint import load_checkpoint
+    from dfx.training.trainer import predict
+
+    files = [bad_corpus[k] for k in ("rgb", "cmyk", "gray16", "exif_rotated", "animated", "palette_transparent")]
+    model, info = load_checkpoint(tiny_checkpoint)
+    train_side = predict(model, files, info.spec)
+    with open_backend(tiny_onnx) as be:
+        runtime = [r.score for r in score_files(be, files, batch_size=4)]
+    np.testing.assert_allclose(runtime, train_side, atol=1e-5)
