@@ -109,15 +109,26 @@ def quantize_int8(fp32: Path, dst: Path, info: ModelInfo, calib: Path, n_calib: 
         def get_next(self) -> dict | None:
             return next(self.it, None)
 
-    if info.arch == "vit_b16":
-        # Static activation quantisation of attention hurts ViT badly; weights-only dynamic MatMul/Gemm holds up.
-        method = "dynamic MatMul/Gemm"
-        quantize_dynamic(str(fp32), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
-                         per_channel=True)
-    else:
-        method = "static QDQ, per-channel"
-        quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    # onnxruntime's recommended pre-pass (shape inference + graph optimisation) before quantising.
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepped = dst.with_name(dst.name + ".prep.onnx")
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # onnxruntime.quantization logs advice on the root logger
+    try:
+        quant_pre_process(str(fp32), str(prepped))
+        if info.arch == "vit_b16":
+            # Static activation quantisation of attention hurts ViT; weight-only dynamic MatMul/Gemm holds up.
+            quantize_dynamic(str(prepped), str(dst), op_types_to_quantize=["MatMul", "Gemm"],
+                             weight_type=QuantType.QInt8, per_channel=True)
+        else:
+            quantize_static(str(prepped), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        quiet.setLevel(level)
+        prepped.unlink(missing_ok=True)
+    method = "dynamic MatMul/Gemm" if info.arch == "vit_b16" else "static QDQ, per-channel"
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     s32 = ort.InferenceSession(str(fp32), opts, providers=["CPUExecutionProvider"])
