@@ -6,14 +6,13 @@ from pathlib import Path
 
 from ..errors import DfxError
 
-__all__ = ["default_model_path", "DEFAULT_MODEL_FILE"]
+__all__ = ["default_model_path", "BUNDLED_MODEL"]
 
-DEFAULT_MODEL_FILE = "dfx-default.onnx"
+BUNDLED_MODEL = Path(__file__).resolve().parent / "dfx-default.onnx"
 
 
 def default_model_path() -> Path:
     """Path of the bundled ONNX model (works from a checkout and from an installed wheel)."""
-    path = Path(__file__).resolve().parent / DEFAULT_MODEL_FILE
-    if not path.is_file():
-        raise DfxError(f"the bundled default model {path} is missing from this installation; pass --engine")
-    return path
+    if not BUNDLED_MODEL.is_file():
+        raise DfxError(f"the bundled default model {BUNDLED_MODEL} is missing from this installation; pass --engine")
+    return BUNDLED_MODEL

@@ -1,5 +1,4 @@
 import json
-import shutil
 import types
 
 import numpy as np
@@ -9,20 +8,8 @@ from dfx.engine.backends import get_backend_class
 from dfx.engine.backends import tensorrt_backend as trt_mod
 from dfx.engine.errors import DfxError
 from dfx.engine.select import open_backend
-from dfx.engine.sidecar import EngineSidecar
 
-
-def _fake_plan(tmp_path, onnx, **over):
-    from dfx.engine.artifact import read_onnx_info
-
-    shutil.copy(onnx, tmp_path / "meso4.onnx")
-    plan = tmp_path / "meso4.plan"
-    plan.write_bytes(b"not really an engine")
-    fields = dict(info=read_onnx_info(onnx), precision="fp16", tensorrt_version="11.4.0", gpu_name="NVIDIA H100",
-                  compute_capability="9.0", profile={"min": 1, "opt": 32, "max": 128}, onnx="meso4.onnx",
-                  source_onnx="meso4.fp16.onnx", source_onnx_sha256="0" * 64)
-    EngineSidecar(**(fields | over)).save(plan)
-    return plan
+from .._fakes import fake_plan
 
 
 def test_onnx_runs_on_cpu_with_metadata(tiny_onnx):
@@ -34,7 +21,7 @@ def test_onnx_runs_on_cpu_with_metadata(tiny_onnx):
 
 
 def test_plan_without_tensorrt_falls_back_to_sidecar_onnx_and_says_so(tiny_onnx, tmp_path, caplog):
-    plan = _fake_plan(tmp_path, tiny_onnx)
+    plan = fake_plan(tmp_path, tiny_onnx)
     with caplog.at_level("WARNING", logger="dfx.engine"):
         be = open_backend(plan)
     assert be.name == "onnxruntime-cpu" and be.path == tmp_path / "meso4.onnx"
@@ -42,7 +29,7 @@ def test_plan_without_tensorrt_falls_back_to_sidecar_onnx_and_says_so(tiny_onnx,
 
 
 def test_explicit_tensorrt_without_it_is_a_user_error(tiny_onnx, tmp_path):
-    plan = _fake_plan(tmp_path, tiny_onnx)
+    plan = fake_plan(tmp_path, tiny_onnx)
     with pytest.raises(DfxError, match="dfx\\[gpu\\]|no CUDA GPU"):
         open_backend(plan, "tensorrt")
     with pytest.raises(DfxError, match="dfx-export --engine"):
@@ -50,7 +37,7 @@ def test_explicit_tensorrt_without_it_is_a_user_error(tiny_onnx, tmp_path):
 
 
 def test_missing_sidecar_or_fallback_onnx(tiny_onnx, tmp_path):
-    plan = _fake_plan(tmp_path, tiny_onnx)
+    plan = fake_plan(tmp_path, tiny_onnx)
     (tmp_path / "meso4.onnx").unlink()
     with pytest.raises(DfxError, match="fallback ONNX .* is missing"):
         open_backend(plan)
@@ -60,14 +47,14 @@ def test_missing_sidecar_or_fallback_onnx(tiny_onnx, tmp_path):
 
 
 def test_damaged_sidecar(tiny_onnx, tmp_path):
-    plan = _fake_plan(tmp_path, tiny_onnx)
+    plan = fake_plan(tmp_path, tiny_onnx)
     (tmp_path / "meso4.plan.json").write_text(json.dumps({"precision": "fp16"}))
     with pytest.raises(DfxError, match="damaged"):
         open_backend(plan)
 
 
 def test_engine_for_another_gpu_or_tensorrt_is_refused_with_rebuild_command(tiny_onnx, tmp_path, monkeypatch):
-    plan = _fake_plan(tmp_path, tiny_onnx, gpu_name="NVIDIA A100-SXM4-80GB", compute_capability="8.0")
+    plan = fake_plan(tmp_path, tiny_onnx, gpu_name="NVIDIA A100-SXM4-80GB", compute_capability="8.0")
     fake_trt = types.SimpleNamespace(__version__="11.4.0")
     monkeypatch.setattr(trt_mod, "_modules", lambda: (fake_trt, None))
     monkeypatch.setattr(trt_mod, "gpu_identity", lambda device=0: ("NVIDIA H100 80GB HBM3", "9.0"))
@@ -75,7 +62,7 @@ def test_engine_for_another_gpu_or_tensorrt_is_refused_with_rebuild_command(tiny
                                       "--engine"):
         open_backend(plan)
     fake_trt.__version__ = "10.13.0"
-    plan2 = _fake_plan(tmp_path, tiny_onnx, gpu_name="NVIDIA H100 80GB HBM3")
+    plan2 = fake_plan(tmp_path, tiny_onnx, gpu_name="NVIDIA H100 80GB HBM3")
     with pytest.raises(DfxError, match="TensorRT 11.4.0 \\(this machine has 10.13.0\\)"):
         open_backend(plan2)
 

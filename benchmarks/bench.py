@@ -1,0 +1,351 @@
+"""``run_bench()``: speed and accuracy per model x backend x batch size, measured in one run.
+
+JSON schema (``schema_version`` 1; stable — fields are only ever added):
+
+- ``schema_version`` (int), ``created`` (ISO time), ``environment``: ``cpu``, ``cores``, ``physical_cores``,
+  ``gpus`` (list of names), ``platform``, ``versions`` (package → version).
+- ``settings``: ``batch_sizes``, ``warmup_s``, ``min_runs``, ``min_s``, ``data`` (folder or null), ``e2e_images``.
+- ``rows``: one per model x backend x batch size, each with ``model``, ``artifact``, ``kind`` (checkpoint | onnx |
+  onnx-fp16 | onnx-int8 | engine), ``backend``, ``device``, ``status`` (ok | skipped | error), ``reason``,
+  ``size_mb``, ``params``, ``batch_size``, ``latency_ms`` {mean, p50, p90, p99} (per batch, inputs already in
+  memory), ``ms_per_image_p50``, ``images_per_s``, ``speedup_vs_eager`` (same model, batch size and device class),
+  ``int8_vs_fp32`` (INT8 rows), ``e2e_images_per_s`` and ``e2e_vs_compute`` (on the row whose batch size the
+  end-to-end pass used), ``accuracy`` (metrics of :func:`dfx.engine.metrics.summarize`, or null without data).
+- ``roc``: ``"model|backend"`` → {``fpr``, ``tpr``} (at most 200 points), when data was given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import dfx
+from dfx.engine import metrics as M
+from dfx.engine.backends import Backend, get_backend_class
+from dfx.engine.decode import is_image_path
+from dfx.engine.default_model import BUNDLED_MODEL, default_model_path
+from dfx.engine.errors import DfxError
+from dfx.engine.pipeline import score_files
+
+from .timing import measure
+
+__all__ = ["run_bench", "discover_artifacts", "SCHEMA_VERSION", "artifact_kind"]
+
+log = logging.getLogger("dfx.bench")
+SCHEMA_VERSION = 1
+GPU_BACKENDS = ("pytorch-eager-cuda", "onnxruntime-cuda", "tensorrt")
+
+
+def artifact_kind(path: Path) -> str:
+    """checkpoint | onnx | onnx-fp16 | onnx-int8 | engine, from the file name."""
+    name = path.name.lower()
+    if name.endswith(".safetensors"):
+        return "checkpoint"
+    if name.endswith(".plan"):
+        return "engine"
+    if name.endswith(".fp16.onnx"):
+        return "onnx-fp16"
+    if name.endswith(".int8.onnx"):
+        return "onnx-int8"
+    if name.endswith(".onnx"):
+        return "onnx"
+    raise DfxError(f"{path}: not a benchmarkable artifact (.safetensors, .onnx, .fp16.onnx, .int8.onnx, .plan)")
+
+
+# kind → backends that run it; each appears as a row (skipped with a reason where unavailable here).
+BACKENDS_FOR = {
+    "checkpoint": ("pytorch-eager", "pytorch-eager-cuda"),
+    "onnx": ("onnxruntime-cpu", "onnxruntime-cuda"),
+    "onnx-fp16": ("onnxruntime-cuda",),
+    "onnx-int8": ("onnxruntime-cpu",),
+    "engine": ("tensorrt",),
+}
+
+
+def discover_artifacts(models: Sequence[str] | None = None, weights_dir: str | Path = "weights",
+                       include_default: bool = True) -> list[Path]:
+    """Artifacts where dfx-train and dfx-export put them: ``weights/<model>/`` (and the bundled model)."""
+    root = Path(weights_dir)
+    if models:
+        from dfx.training.registry import resolve_name
+
+        dirs = [root / resolve_name(m) for m in models]
+        missing = [d for d in dirs if not (d / "best.safetensors").is_file() and not any(d.glob("*.onnx"))]
+        if missing:
+            raise DfxError(f"no artifacts in {', '.join(map(str, missing))}; train with dfx-train and export with "
+                           f"dfx-export first, or name files with --artifacts")
+    else:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    found: list[Path] = []
+    for d in dirs:
+        found += [p for p in sorted(d.iterdir()) if p.name == "best.safetensors" or
+                  p.suffix in (".onnx", ".plan") and not p.name.endswith(".failed")]
+    if include_default and not models:
+        found.append(default_model_path())
+    if not found:
+        raise DfxError(f"nothing to benchmark under {root}/ — pass --artifacts or --models")
+    return found
+
+
+def _environment() -> dict[str, Any]:
+    from dfx.engine.backends.onnxruntime_backend import physical_cores
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {"dfx": dfx.__version__, "numpy": np.__version__}
+    gpus: list[str] = []
+    for mod in ("onnxruntime", "torch", "timm", "tensorrt", "PIL"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            continue
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "physical_cores": physical_cores(), "gpus": gpus,
+            "platform": platform.platform(), "versions": versions}
+
+
+def _open(path: Path, backend: str) -> Backend:
+    """Builds the backend for one row; DfxError/ImportError mean 'skipped here' with the message as reason."""
+    if backend.startswith("pytorch-eager"):
+        try:
+            import torch
+        except ImportError as e:
+            raise DfxError("PyTorch is not installed (pip install 'dfx[train]')") from e
+        from .torch_backend import TorchBackend
+
+        if backend.endswith("cuda") and not torch.cuda.is_available():
+            raise DfxError("no CUDA GPU visible to PyTorch")
+        be = TorchBackend(path, "cuda" if backend.endswith("cuda") else "cpu")
+        be.name = backend
+        return be
+    if backend == "tensorrt":
+        from dfx.engine.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path)
+    return get_backend_class(backend)(path)
+
+
+def _labelled_files(data: Path) -> tuple[list[Path], np.ndarray]:
+    files, labels = [], []
+    for label, name in ((0, "real"), (1, "fake")):
+        dirs = [d for d in data.iterdir() if d.is_dir() and d.name.lower() == name]
+        if not dirs:
+            raise DfxError(f"--data {data}: no '{name}/' folder; accuracy needs {data}/real and {data}/fake")
+        for p in sorted(dirs[0].rglob("*")):
+            if p.is_file() and is_image_path(p):
+                files.append(p)
+                labels.append(label)
+    return files, np.array(labels)
+
+
+def _generated_files(n: int, size: int, folder: Path) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        arr = np.clip(rng.normal(128, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        out.append(folder / f"{i:04d}.jpg")
+        Image.fromarray(arr).save(out[-1], quality=90)
+    return out
+
+
+def _params(be: Backend) -> int | None:
+    n = getattr(be, "n_params", None)
+    if n is not None:
+        return int(n)
+    try:
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(be.path), load_external_data=False)
+        return int(sum(numpy_helper.to_array(t).size for t in model.graph.initializer))
+    except Exception:  # noqa: BLE001 - the onnx package is optional here; an unknown count is fine
+        return None
+
+
+@dataclass
+class _Job:
+    model: str
+    path: Path
+    kind: str
+    backend: str
+
+
+def run_bench(
+    artifacts: Iterable[str | Path],
+    data: str | Path | None = None,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    backends: Sequence[str] | None = None,
+    warmup_s: float = 0.5,
+    min_runs: int = 10,
+    min_s: float = 1.0,
+    e2e_images: int = 128,
+    threads: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Benchmarks every artifact on every backend that can run it here; see the module docstring for the result.
+
+    Args:
+        artifacts: checkpoints, ONNX files (FP32/FP16/INT8) and engines.
+        data: folder with ``real/`` and ``fake/``: accuracy (and end-to-end speed) from each backend's outputs.
+        batch_sizes: compute-only batch sizes.
+        backends: restrict to these backend names.
+        warmup_s / min_runs / min_s: timing protocol per batch size.
+        e2e_images: generated images for the end-to-end pass when no ``data`` is given.
+        threads: decode threads for the end-to-end pass.
+        progress: progress bar (default: on a terminal).
+    """
+    from dfx.engine.artifact import read_onnx_info
+    from dfx.engine.sidecar import EngineSidecar
+
+    jobs: list[_Job] = []
+    for a in artifacts:
+        path = Path(a)
+        if not path.exists():
+            raise DfxError(f"{path}: no such artifact")
+        kind = artifact_kind(path)
+        if kind == "checkpoint":
+            from dfx.training.checkpoint import read_checkpoint_info
+
+            arch = read_checkpoint_info(path).arch
+        elif kind == "engine":
+            arch = EngineSidecar.load(path).info.arch
+        else:
+            arch = read_onnx_info(path).arch
+        model = f"default ({arch})" if path.resolve() == BUNDLED_MODEL else arch
+        jobs += [_Job(model, path, kind, b) for b in BACKENDS_FOR[kind] if not backends or b in backends]
+
+    files, labels = ([], None)
+    tmp = None
+    if data is not None:
+        files, labels = _labelled_files(Path(data))
+    env = _environment()
+    rows: list[dict[str, Any]] = []
+    roc: dict[str, dict[str, list[float]]] = {}
+    bar = _bar(progress, len(jobs))
+    try:
+        for job in jobs:
+            base = {"model": job.model, "artifact": str(job.path), "kind": job.kind, "backend": job.backend,
+                    "size_mb": round(job.path.stat().st_size / 1e6, 3)}
+            try:
+                be = _open(job.path, job.backend)
+            except (DfxError, ImportError) as e:
+                rows.append(base | {"status": "skipped", "reason": str(e), "device": None, "batch_size": None})
+                _tick(bar)
+                continue
+            try:
+                with be:
+                    spec = be.info.spec
+                    h, w = spec.input_size
+                    base |= {"device": be.device, "params": _params(be)}
+                    sizes = sorted({max(be.min_batch, min(b, be.max_batch or b)) for b in batch_sizes})
+                    x_all = np.random.default_rng(0).normal(size=(max(sizes), 3, h, w)).astype(np.float32)
+                    sync = getattr(be, "synchronize", lambda: None)
+                    speed = {}
+                    for b in sizes:
+                        x = np.ascontiguousarray(x_all[:b])
+                        speed[b] = measure(lambda: (be.infer(x), sync()), b, warmup_s, min_runs, min_s)
+                    if not files:
+                        if tmp is None:
+                            tmp = tempfile.TemporaryDirectory(prefix="dfx-bench-")
+                        gen_dir = Path(tmp.name) / f"{h}x{w}"
+                        if not gen_dir.exists():
+                            gen_dir.mkdir()
+                            _generated_files(e2e_images, max(h, w), gen_dir)
+                        e2e_files = sorted(gen_dir.iterdir())
+                    else:
+                        e2e_files = files
+                    e2e_batch = max(sizes)
+                    t0 = time.perf_counter()
+                    out = list(score_files(be, e2e_files, e2e_batch, threads))
+                    e2e = len(out) / (time.perf_counter() - t0)
+                    acc = None
+                    if labels is not None:
+                        ok = np.array([r.status == "ok" for r in out])
+                        scores = np.array([r.score if r.score is not None else np.nan for r in out])
+                        acc = M.summarize(labels[ok], scores[ok], be.info.threshold)
+                        acc["unreadable"] = int((~ok).sum())
+                        fpr, tpr, _ = M.roc_curve(labels[ok], scores[ok])
+                        keep = np.unique(np.linspace(0, len(fpr) - 1, min(200, len(fpr))).astype(int))
+                        roc[f"{job.model}|{job.backend}"] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+                    for b, t in speed.items():
+                        rows.append(base | {
+                            "status": "ok", "reason": "", "batch_size": b,
+                            "latency_ms": {"mean": t.mean_ms, "p50": t.p50_ms, "p90": t.p90_ms, "p99": t.p99_ms},
+                            "runs": t.runs, "ms_per_image_p50": t.ms_per_image_p50, "images_per_s": t.images_per_s,
+                            "e2e_images_per_s": e2e if b == e2e_batch else None,
+                            "e2e_vs_compute": e2e / t.images_per_s if b == e2e_batch else None,
+                            "accuracy": acc})
+            except Exception as e:  # noqa: BLE001 - one broken artifact must not end the whole benchmark
+                log.warning("%s on %s failed: %s", job.path, job.backend, e)
+                rows.append(base | {"status": "error", "reason": f"{type(e).__name__}: {e}", "batch_size": None})
+            _tick(bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        if tmp is not None:
+            tmp.cleanup()
+    _ratios(rows)
+    return {"schema_version": SCHEMA_VERSION, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "environment": env,
+            "settings": {"batch_sizes": list(batch_sizes), "warmup_s": warmup_s, "min_runs": min_runs, "min_s": min_s,
+                         "data": str(data) if data else None, "e2e_images": None if data else e2e_images},
+            "rows": rows, "roc": roc}
+
+
+def _device_class(backend: str) -> str:
+    return "gpu" if backend in GPU_BACKENDS else "cpu"
+
+
+def _ratios(rows: list[dict[str, Any]]) -> None:
+    """Speed-ups vs eager (same model, batch size, device class) and INT8 vs FP32, from this run's rows only."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    eager = {(r["model"], r["batch_size"], _device_class(r["backend"])): r["images_per_s"]
+             for r in ok if r["backend"].startswith("pytorch-eager")}
+    fp32 = {(r["model"], r["batch_size"]): r["images_per_s"] for r in ok
+            if r["kind"] == "onnx" and r["backend"] == "onnxruntime-cpu"}
+    for r in rows:
+        r.setdefault("speedup_vs_eager", None)
+        r.setdefault("int8_vs_fp32", None)
+        if r["status"] != "ok":
+            continue
+        base = eager.get((r["model"], r["batch_size"], _device_class(r["backend"])))
+        r["speedup_vs_eager"] = r["images_per_s"] / base if base else None
+        if r["kind"] == "onnx-int8" and (r["model"], r["batch_size"]) in fp32:
+            r["int8_vs_fp32"] = r["images_per_s"] / fp32[(r["model"], r["batch_size"])]
+
+
+def _bar(progress: bool | None, total: int):
+    import sys
+
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="benchmarking", unit="run", file=sys.stderr)
+
+
+def _tick(bar) -> None:
+    if bar is not None:
+        bar.update(1)

@@ -1,0 +1,97 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dfx.benchmarks.bench import SCHEMA_VERSION, run_bench
+from dfx.benchmarks.cli import main
+from dfx.benchmarks.report import markdown, table
+from dfx.engine import metrics as M
+
+from ..conftest import write_split
+
+ROW_KEYS = {"model", "artifact", "kind", "backend", "device", "status", "reason", "size_mb", "batch_size",
+            "speedup_vs_eager", "int8_vs_fp32"}
+OK_KEYS = ROW_KEYS | {"params", "latency_ms", "runs", "ms_per_image_p50", "images_per_s", "e2e_images_per_s",
+                      "e2e_vs_compute", "accuracy"}
+
+
+@pytest.fixture(scope="module")
+def val_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("val")
+    write_split(d, 6, np.random.default_rng(3))
+    return d
+
+
+@pytest.fixture(scope="module")
+def result(tiny_checkpoint, tiny_onnx, val_dir):
+    return run_bench([tiny_checkpoint, tiny_onnx], data=val_dir, batch_sizes=(1, 4), warmup_s=0.01, min_runs=3,
+                     min_s=0.01)
+
+
+def test_schema(result):
+    assert result["schema_version"] == SCHEMA_VERSION
+    assert set(result) == {"schema_version", "created", "environment", "settings", "rows", "roc"}
+    assert {"cpu", "cores", "physical_cores", "gpus", "platform", "versions"} <= set(result["environment"])
+    for row in result["rows"]:
+        assert ROW_KEYS <= set(row)
+        if row["status"] == "ok":
+            assert OK_KEYS <= set(row)
+            assert set(row["latency_ms"]) == {"mean", "p50", "p90", "p99"}
+    json.dumps(result)  # JSON-ready throughout
+
+
+def test_rows_ratios_and_skips(result):
+    ok = {(r["backend"], r["batch_size"]): r for r in result["rows"] if r["status"] == "ok"}
+    assert set(ok) == {("pytorch-eager", 1), ("pytorch-eager", 4), ("onnxruntime-cpu", 1), ("onnxruntime-cpu", 4)}
+    for b in (1, 4):
+        assert ok[("pytorch-eager", b)]["speedup_vs_eager"] == 1.0
+        ratio = ok[("onnxruntime-cpu", b)]["images_per_s"] / ok[("pytorch-eager", b)]["images_per_s"]
+        assert ok[("onnxruntime-cpu", b)]["speedup_vs_eager"] == pytest.approx(ratio)
+    e2e = ok[("onnxruntime-cpu", 4)]
+    assert e2e["e2e_images_per_s"] > 0 and e2e["e2e_vs_compute"] == pytest.approx(
+        e2e["e2e_images_per_s"] / e2e["images_per_s"])
+    skipped = {r["backend"]: r["reason"] for r in result["rows"] if r["status"] == "skipped"}
+    assert "CUDA" in skipped["pytorch-eager-cuda"]
+    assert "onnxruntime-gpu" in skipped["onnxruntime-cuda"]
+
+
+def test_accuracy_equals_metrics_of_dfx_infer_outputs(result, tiny_onnx, val_dir, tmp_path):
+    from dfx.engine.cli import main as infer
+
+    out = tmp_path / "scores.csv"
+    r = CliRunner().invoke(infer, [str(val_dir), "--engine", str(tiny_onnx), "-r", "-o", str(out)])
+    assert r.exit_code == 0
+    rows = list(csv.DictReader(out.open()))
+    labels = np.array([1 if "/fake/" in x["path"] else 0 for x in rows])
+    scores = np.array([float(x["score"]) for x in rows])
+    bench = next(x for x in result["rows"] if x["backend"] == "onnxruntime-cpu")["accuracy"]
+    expected = M.summarize(labels, scores, 0.5)
+    for key in ("auc", "ap", "eer", "acc", "tpr_at_fpr_1pct"):
+        assert bench[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert bench["n"] == len(rows)
+
+
+def test_engine_without_tensorrt_is_a_skipped_row(tiny_onnx, tmp_path):
+    from .._fakes import fake_plan
+
+    plan = fake_plan(tmp_path, tiny_onnx)
+    res = run_bench([plan], batch_sizes=(1,), warmup_s=0.0, min_runs=1, min_s=0.0)
+    (row,) = res["rows"]
+    assert row["status"] == "skipped" and row["backend"] == "tensorrt"
+    assert "TensorRT" in row["reason"] or "GPU" in row["reason"]
+
+
+def test_cli_writes_json_markdown_and_plot(tiny_onnx, tmp_path):
+    args = ["--artifacts", str(tiny_onnx), "--batch-sizes", "1,2", "--min-runs", "2", "--min-seconds", "0",
+            "--warmup-seconds", "0", "--output", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"),
+            "--plot", str(tmp_path / "b.png")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert "onnxruntime-cpu" in table(res) and markdown(res).count("\n| meso4") == 3
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    r = CliRunner().invoke(main, ["--batch-sizes", "0", "--artifacts", str(tiny_onnx)])
+    assert r.exit_code == 1 and "positive integers" in r.output
