@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-import dfx
 from dfx.engine import metrics as M
 from dfx.engine.backends import Backend, get_backend_class
 from dfx.engine.decode import is_image_path
 from dfx.engine.default_model import BUNDLED_MODEL, default_model_path
 from dfx.engine.errors import DfxError
 from dfx.engine.pipeline import score_files
+
+import dfx
 
 from .timing import measure
 
@@ -265,7 +265,8 @@ def run_bench(
                     speed = {}
                     for b in sizes:
                         x = np.ascontiguousarray(x_all[:b])
-                        speed[b] = measure(lambda: (be.infer(x), sync()), b, warmup_s, min_runs, min_s)
+                        speed[b] = measure(lambda be=be, x=x, sync=sync: (be.infer(x), sync()), b, warmup_s,
+                                           min_runs, min_s)
                     if not files:
                         if tmp is None:
                             tmp = tempfile.TemporaryDirectory(prefix="dfx-bench-")

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from dfx.engine import metrics as M
 from dfx.engine.artifact import ModelInfo
 from dfx.engine.decode import DecodeError, is_image_path, load_image
@@ -90,8 +89,13 @@ def quantize_int8(fp32: Path, dst: Path, info: ModelInfo, calib: Path, n_calib: 
     """Quantises ``fp32`` to ``dst`` and decides whether to keep it (see module docstring)."""
     try:
         import onnxruntime as ort
-        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
     except ImportError as e:
         raise MissingDependencyError("onnxruntime.quantization", "export") from e
     items = _labelled_images(Path(calib))

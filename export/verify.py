@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 from dfx.engine.decode import DecodeError, is_image_path, load_image
 from dfx.engine.spec import PreprocessSpec, preprocess
 

@@ -12,7 +12,8 @@ from .trainer import BALANCE_MODES, TrainConfig, train
 __all__ = ["main"]
 
 
-@click.command(help="Train MODEL (meso4, mesoinception4, xception, efficientnet_b0, vit_b16; aliases meso, mesoinception, effnet, vit) on folders of real and fake faces.", epilog="""\b
+@click.command(help="Train MODEL (meso4, mesoinception4, xception, efficientnet_b0, vit_b16; aliases meso, "
+                    "mesoinception, effnet, vit) on folders of real and fake faces.", epilog="""\b
 Examples:
   dfx-train meso4 --data ../shared/data/mesonet-deepfake --epochs 10
   dfx-train vit --data faces/ --epochs 8 --pretrained-file vit_b16.safetensors

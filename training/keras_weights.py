@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from dfx.engine.errors import DfxError, MissingDependencyError
 
 from .mesonet import Meso4, MesoInception4

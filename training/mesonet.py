@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
-
 from dfx.engine.spec import PreprocessSpec
+from torch import nn
 
 from .registry import ModelEntry, register_model
 

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from dfx.benchmarks.bench import SCHEMA_VERSION, run_bench
 from dfx.benchmarks.cli import main
 from dfx.benchmarks.report import markdown, table

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from dfx.engine.decode import DecodeError, load_image
 
 from ..conftest import EXPECTED_STATUS

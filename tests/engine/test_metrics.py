@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from dfx.engine import metrics as M
 
 sk = pytest.importorskip("sklearn.metrics")

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-from PIL import Image
-
 from dfx.engine.spec import PreprocessSpec, preprocess
+from PIL import Image
 
 
 def _img(w=50, h=30):

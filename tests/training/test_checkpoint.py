@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from dfx.engine.artifact import ModelInfo
 from dfx.engine.errors import DfxError
 from dfx.training import create_model, get_entry

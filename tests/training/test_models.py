@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from dfx.engine.errors import DfxError
 from dfx.training import create_model, get_entry, list_models
 from dfx.training.registry import ModelEntry, register_model
