@@ -9,7 +9,8 @@ JSON schema (``schema_version`` 1; stable — fields are only ever added):
   onnx-fp16 | onnx-int8 | engine), ``backend``, ``device``, ``status`` (ok | skipped | error), ``reason``,
   ``size_mb``, ``params``, ``batch_size``, ``latency_ms`` {mean, p50, p90, p99} (per batch, inputs already in
   memory), ``ms_per_image_p50``, ``images_per_s``, ``speedup_vs_eager`` (same model, batch size and device class),
-  ``int8_vs_fp32`` (INT8 rows), ``e2e_images_per_s`` and ``e2e_vs_compute`` (on the row whose batch size the
+  ``int8_vs_fp32`` (INT8 rows), ``device_ms`` {h2d, compute, d2h} (TensorRT rows: mean CUDA-event times; the
+  latencies above include the copies), ``e2e_images_per_s`` and ``e2e_vs_compute`` (on the row whose batch size the
   end-to-end pass used), ``accuracy`` (metrics of :func:`dfx.engine.metrics.summarize`, or null without data).
 - ``roc``: ``"model|backend"`` → {``fpr``, ``tpr``} (at most 200 points), when data was given.
 """
@@ -28,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import dfx
 from dfx.engine import metrics as M
 from dfx.engine.backends import Backend, get_backend_class
 from dfx.engine.decode import is_image_path
 from dfx.engine.default_model import BUNDLED_MODEL, default_model_path
 from dfx.engine.errors import DfxError
 from dfx.engine.pipeline import score_files
-
-import dfx
 
 from .timing import measure
 
@@ -262,11 +263,20 @@ def run_bench(
                     sizes = sorted({max(be.min_batch, min(b, be.max_batch or b)) for b in batch_sizes})
                     x_all = np.random.default_rng(0).normal(size=(max(sizes), 3, h, w)).astype(np.float32)
                     sync = getattr(be, "synchronize", lambda: None)
-                    speed = {}
+                    speed, copies = {}, {}
                     for b in sizes:
                         x = np.ascontiguousarray(x_all[:b])
-                        speed[b] = measure(lambda be=be, x=x, sync=sync: (be.infer(x), sync()), b, warmup_s,
-                                           min_runs, min_s)
+                        parts: list[dict[str, float]] = []
+
+                        def run(be=be, x=x, sync=sync, parts=parts) -> None:
+                            be.infer(x)
+                            sync()
+                            if getattr(be, "last_timing_ms", None):  # TensorRT: copies vs compute, by CUDA events
+                                parts.append(be.last_timing_ms)
+
+                        speed[b] = measure(run, b, warmup_s, min_runs, min_s)
+                        if parts:
+                            copies[b] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
                     if not files:
                         if tmp is None:
                             tmp = tempfile.TemporaryDirectory(prefix="dfx-bench-")
@@ -295,6 +305,7 @@ def run_bench(
                             "status": "ok", "reason": "", "batch_size": b,
                             "latency_ms": {"mean": t.mean_ms, "p50": t.p50_ms, "p90": t.p90_ms, "p99": t.p99_ms},
                             "runs": t.runs, "ms_per_image_p50": t.ms_per_image_p50, "images_per_s": t.images_per_s,
+                            "device_ms": copies.get(b),
                             "e2e_images_per_s": e2e if b == e2e_batch else None,
                             "e2e_vs_compute": e2e / t.images_per_s if b == e2e_batch else None,
                             "accuracy": acc})

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import click
-from dfx.engine.artifact import atomic_write_text
-from dfx.engine.errors import DfxError
 
 from dfx.cli_common import run_cli, setup_logging
+from dfx.engine.artifact import atomic_write_text
+from dfx.engine.errors import DfxError
 
 __all__ = ["main"]
 

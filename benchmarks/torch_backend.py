@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from dfx.engine.backends.base import Backend
 
 __all__ = ["TorchBackend"]
@@ -21,6 +22,7 @@ class TorchBackend(Backend):
     def __init__(self, path: str | Path, device: str = "cpu"):
         super().__init__(path)
         import torch
+
         from dfx.training.checkpoint import load_checkpoint
 
         self._torch = torch

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dfx.engine.artifact import ModelInfo, atomic_write_text, read_onnx_info, sha256_file
-from dfx.engine.errors import DfxError
 
 import dfx
+from dfx.engine.artifact import ModelInfo, atomic_write_text, read_onnx_info, sha256_file
+from dfx.engine.errors import DfxError
 
 from .onnx_export import embed_metadata, export_onnx, onnx_module
 from .verify import VerifyReport, backend_logits, compare, torch_logits, verification_inputs

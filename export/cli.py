@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from dfx.engine.errors import DfxError
 
 from dfx.cli_common import run_cli, setup_logging
+from dfx.engine.errors import DfxError
 
 __all__ = ["main"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from dfx.engine import metrics as M
 from dfx.engine.artifact import ModelInfo
 from dfx.engine.decode import DecodeError, is_image_path, load_image

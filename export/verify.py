@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from dfx.engine.decode import DecodeError, is_image_path, load_image
 from dfx.engine.spec import PreprocessSpec, preprocess
 

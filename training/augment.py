@@ -11,9 +11,10 @@ import io
 from collections.abc import Iterable
 
 import torch
-from dfx.engine.errors import DfxError
 from PIL import Image, ImageFilter
 from torchvision import transforms as T
+
+from dfx.engine.errors import DfxError
 
 __all__ = ["Augment", "AUGMENTATIONS"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from dfx.engine.artifact import META_KEY, ModelInfo, atomic_write_bytes, atomic_write_text
 from dfx.engine.errors import DfxError, MissingDependencyError
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from dfx.engine.artifact import atomic_write_text
 from dfx.engine.decode import DecodeError, is_image_path, load_image
 from dfx.engine.errors import DfxError

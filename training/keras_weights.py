@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from dfx.engine.errors import DfxError, MissingDependencyError
 
 from .mesonet import Meso4, MesoInception4

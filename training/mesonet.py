@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from dfx.engine.spec import PreprocessSpec
 from torch import nn
+
+from dfx.engine.spec import PreprocessSpec
 
 from .registry import ModelEntry, register_model
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+
+import dfx
 from dfx.engine import metrics as M
 from dfx.engine.artifact import ModelInfo, atomic_write_text
 from dfx.engine.errors import DfxError
 from dfx.engine.spec import PreprocessSpec
-from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
-
-import dfx
 
 from .augment import AUGMENTATIONS, Augment
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state

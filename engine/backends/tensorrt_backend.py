@@ -86,6 +86,8 @@ class TensorRTBackend(Backend):
         self.device = f"{gpu} (TensorRT {trt.__version__})"
         self._engine = self._context = self._stream = None
         self._buffers: list[Any] = []
+        self._events: list[Any] = []
+        self.last_timing_ms: dict[str, float] = {}
 
     def activate(self) -> None:
         if self._context is not None:
@@ -100,6 +102,8 @@ class TensorRTBackend(Backend):
                            f"{self.sidecar.rebuild_command(self.path)}")
         self._context = self._engine.create_execution_context()
         self._stream = _check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
+        # Four events split each call into host→device copy, compute and device→host copy (bench reports them).
+        self._events = [_check(cudart.cudaEventCreate()) for _ in range(4)]
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -131,11 +135,18 @@ class TensorRTBackend(Backend):
         out_bytes = h_out[:n].nbytes
         self._context.set_input_shape(self._in_name, (n, *self._sample_shape))
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        ev = self._events
+        _check(cudart.cudaEventRecord(ev[0], self._stream))
         _check(cudart.cudaMemcpyAsync(self._dev[self._in_name], h_in.ctypes.data, in_bytes, h2d, self._stream))
+        _check(cudart.cudaEventRecord(ev[1], self._stream))
         if not self._context.execute_async_v3(self._stream):
             raise DfxError("TensorRT execution failed")
+        _check(cudart.cudaEventRecord(ev[2], self._stream))
         _check(cudart.cudaMemcpyAsync(h_out.ctypes.data, self._dev[self._out_name], out_bytes, d2h, self._stream))
+        _check(cudart.cudaEventRecord(ev[3], self._stream))
         _check(cudart.cudaStreamSynchronize(self._stream))
+        self.last_timing_ms = {name: float(_check(cudart.cudaEventElapsedTime(ev[i], ev[i + 1])))
+                               for i, name in enumerate(("h2d", "compute", "d2h"))}
         return h_out[:n].reshape(n).astype(np.float32, copy=True)
 
     def close(self) -> None:
@@ -146,5 +157,8 @@ class TensorRTBackend(Backend):
         for kind, ptr in self._buffers:
             (cudart.cudaFreeHost if kind == "host" else cudart.cudaFree)(ptr)
         self._buffers = []
+        for event in self._events:
+            cudart.cudaEventDestroy(event)
+        self._events = []
         cudart.cudaStreamDestroy(self._stream)
         self._context = self._engine = self._stream = None

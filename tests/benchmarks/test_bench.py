@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from dfx.benchmarks.bench import SCHEMA_VERSION, run_bench
 from dfx.benchmarks.cli import main
 from dfx.benchmarks.report import markdown, table
@@ -13,8 +14,8 @@ from ..conftest import write_split
 
 ROW_KEYS = {"model", "artifact", "kind", "backend", "device", "status", "reason", "size_mb", "batch_size",
             "speedup_vs_eager", "int8_vs_fp32"}
-OK_KEYS = ROW_KEYS | {"params", "latency_ms", "runs", "ms_per_image_p50", "images_per_s", "e2e_images_per_s",
-                      "e2e_vs_compute", "accuracy"}
+OK_KEYS = ROW_KEYS | {"params", "latency_ms", "runs", "device_ms", "ms_per_image_p50", "images_per_s",
+                      "e2e_images_per_s", "e2e_vs_compute", "accuracy"}
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import types
 
 import numpy as np
 import pytest
+
 from dfx.engine.backends import get_backend_class
 from dfx.engine.backends import tensorrt_backend as trt_mod
 from dfx.engine.errors import DfxError

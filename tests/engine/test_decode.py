@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from dfx.engine.decode import DecodeError, load_image
 
 from ..conftest import EXPECTED_STATUS

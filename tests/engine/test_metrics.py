@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from dfx.engine import metrics as M
 
 sk = pytest.importorskip("sklearn.metrics")

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from dfx.engine.cli import main
 from dfx.engine.pipeline import score_files
 from dfx.engine.select import open_backend

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from dfx.engine.spec import PreprocessSpec, preprocess
 from PIL import Image
+
+from dfx.engine.spec import PreprocessSpec, preprocess
 
 
 def _img(w=50, h=30):

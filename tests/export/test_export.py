@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from dfx.engine.artifact import ModelInfo, read_onnx_info
 from dfx.engine.errors import DfxError
 from dfx.export import build as B

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from dfx.engine.artifact import ModelInfo
 
 pytestmark = pytest.mark.gpu
@@ -19,6 +20,7 @@ def _need_gpu():
 @pytest.mark.parametrize("name", ["meso4", "efficientnet_b0"])
 def test_engine_builds_verifies_and_runs_with_partial_batches(name, tmp_path):
     import torch
+
     from dfx.engine.select import open_backend
     from dfx.engine.sidecar import EngineSidecar
     from dfx.export.build import export_model

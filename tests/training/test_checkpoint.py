@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from dfx.engine.artifact import ModelInfo
 from dfx.engine.errors import DfxError
 from dfx.training import create_model, get_entry

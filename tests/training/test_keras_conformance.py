@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from dfx.engine.errors import DfxError
 from dfx.training import create_model
 from dfx.training.keras_weights import load_keras_mesonet

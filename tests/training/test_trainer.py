@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
 from dfx.engine.errors import DfxError
 from dfx.training import trainer as T
 from dfx.training.checkpoint import load_checkpoint, load_state
@@ -139,6 +140,7 @@ def test_bad_files_are_counted_and_skipped_never_blanked(tiny_data, tmp_path, ca
 
 def test_cli_user_error_is_one_line(tmp_path):
     from click.testing import CliRunner
+
     from dfx.training.cli import main
 
     r = CliRunner().invoke(main, ["resnet", "--data", str(tmp_path)])
