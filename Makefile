@@ -25,8 +25,11 @@ test-gpu: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+DIR ?= ../shared/weights/mesonet/test_images
+ARGS ?= --recursive
+
 demo: setup
-	$(VENV)/bin/dfx-infer ../shared/weights/mesonet/test_images --recursive
+	$(VENV)/bin/dfx-infer $(DIR) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
