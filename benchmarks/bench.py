@@ -234,7 +234,10 @@ def run_bench(
             arch = EngineSidecar.load(path).info.arch
         else:
             arch = read_onnx_info(path).arch
-        model = f"default ({arch})" if path.resolve() == BUNDLED_MODEL else arch
+        if path.resolve() == BUNDLED_MODEL:
+            model = f"default ({arch})"
+        else:  # run folders other than weights/<arch>/ (e.g. an imported baseline) keep their own name
+            model = arch if path.parent.name in (arch, "") else f"{path.parent.name} ({arch})"
         jobs += [_Job(model, path, kind, b) for b in BACKENDS_FOR[kind] if not backends or b in backends]
 
     files, labels = ([], None)

@@ -46,6 +46,8 @@ def _load_into(path: Path, spec: PreprocessSpec, buf: np.ndarray, slot: int, max
         return None
     except DecodeError as e:
         return str(e)
+    except Exception as e:  # noqa: BLE001 - one odd file must become a row, never end a million-image run
+        return f"{Status.DECODE_ERROR}: {type(e).__name__}: {e}"
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from dfx.cli_common import run_cli, setup_logging
+from dfx.engine.errors import DfxError
 
 from .augment import AUGMENTATIONS
 from .trainer import BALANCE_MODES, TrainConfig, train
@@ -21,8 +22,9 @@ Examples:
   dfx-train xception --data d/ --resume
 """)
 @click.argument("model")
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(file_okay=False),
-              help="Folder with train/{real,fake} and validate/{real,fake}, or just real/ and fake/. Repeatable.")
+@click.option("--data", "data", multiple=True, type=click.Path(file_okay=False),
+              help="Folder with train/{real,fake} and validate/{real,fake}, or just real/ and fake/. Repeatable "
+                   "(not needed with --resume).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: weights/<model>/].")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, help="[default: per model]")
@@ -53,6 +55,8 @@ Examples:
 @run_cli
 def main(model: str, data: tuple[str, ...], resume: bool, augment: str, quiet: bool, **opts) -> None:
     setup_logging(quiet=quiet)
+    if not data and not resume:
+        raise DfxError("--data is required (a folder with real/ and fake/, or train/ and validate/ inside)")
     aug = [] if augment.strip().lower() == "none" else [a.strip() for a in augment.split(",") if a.strip()]
     cfg = TrainConfig(model=model, data=list(data), augment=aug, **opts)
     result = train(cfg, resume=resume)

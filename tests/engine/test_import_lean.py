@@ -14,7 +14,7 @@ def test_engine_imports_with_heavy_packages_blocked():
                     raise ImportError('blocked: ' + name)
         sys.meta_path.insert(0, Block())
         import dfx.engine, dfx.engine.cli, dfx.engine.pipeline, dfx.engine.backends.onnxruntime_backend
-        import dfx.engine.backends.tensorrt_backend, dfx.engine.select
+        import dfx.engine.backends.tensorrt_backend, dfx.engine.select, dfx.engine.scan, dfx.engine.writers
         bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'onnx', 'dfx.training', 'dfx.export')
                or m.startswith(('dfx.training', 'dfx.export'))]
         assert not bad, bad

@@ -146,3 +146,14 @@ def test_cli_user_error_is_one_line(tmp_path):
     r = CliRunner().invoke(main, ["resnet", "--data", str(tmp_path)])
     assert r.exit_code == 1
     assert r.output.strip().startswith("error: unknown model 'resnet'") and "Traceback" not in r.output
+
+
+def test_cli_needs_data_unless_resuming(tmp_path):
+    from click.testing import CliRunner
+
+    from dfx.training.cli import main
+
+    r = CliRunner().invoke(main, ["meso4", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "--data is required" in r.output
+    r = CliRunner().invoke(main, ["meso4", "--out", str(tmp_path), "--resume"])
+    assert r.exit_code == 1 and "nothing to resume" in r.output
