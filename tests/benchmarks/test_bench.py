@@ -91,7 +91,7 @@ def test_cli_writes_json_markdown_and_plot(tiny_onnx, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "b.json").read_text())
-    assert "onnxruntime-cpu" in table(res) and markdown(res).count("\n| meso4") == 3
+    assert "onnxruntime-cpu" in table(res) and markdown(res).count("(meso4) |") == 3  # 2 batch sizes + 1 skip
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     r = CliRunner().invoke(main, ["--batch-sizes", "0", "--artifacts", str(tiny_onnx)])
     assert r.exit_code == 1 and "positive integers" in r.output
