@@ -110,10 +110,10 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise DfxError(f"{self.path}: expected one input and one output tensor, found {names}")
         self._in_name, self._out_name = inputs[0], outputs[0]
-        _, _, max_shape = self._engine.get_tensor_profile_shape(self._in_name, 0)
-        self._sample_shape = tuple(max_shape[1:])
+        max_shape = tuple(self._engine.get_tensor_profile_shape(self._in_name, 0)[2])  # (min, opt, max) Dims
+        self._sample_shape = max_shape[1:]
         self._host, self._dev = {}, {}
-        for name, shape in ((self._in_name, tuple(max_shape)), (self._out_name, (self.max_batch, 1))):
+        for name, shape in ((self._in_name, max_shape), (self._out_name, (self.max_batch, 1))):
             dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
             nbytes = int(np.prod(shape)) * dtype.itemsize
             hptr = _check(cudart.cudaMallocHost(nbytes))
