@@ -50,6 +50,8 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, help="DataLoader workers [default: min(4, cores)].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 …")
+@click.option("--ema-decay", type=float, default=0.998, show_default=True,
+              help="Evaluate and keep an exponential moving average of the weights (0: off).")
 @click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
 @click.option("-q", "--quiet", is_flag=True)
 @run_cli

@@ -64,6 +64,7 @@ class TrainConfig:
     workers: int | None = None
     device: str = "auto"
     max_steps_per_epoch: int | None = None
+    ema_decay: float = 0.998
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's defaults filled in and the name made canonical."""
@@ -237,6 +238,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    # An exponential moving average of the weights is what gets evaluated and kept: it smooths the epoch-to-epoch
+    # swings of validation AUC that small face data sets show, and usually generalises better.
+    ema = _ema(model, cfg.ema_decay)
+    eval_model = ema.module if ema is not None else model
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
 
     train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment))
@@ -260,6 +265,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start, best_auc, best_epoch, bad_epochs = state["epoch"], state["best_auc"], state["best_epoch"], \
             state["bad_epochs"]
         best_metrics = json.loads(state["best_metrics"])
@@ -272,7 +279,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         info = ModelInfo(arch=cfg.model, spec=spec, threshold=metrics["threshold"], model_kwargs=model_kwargs,
                          metrics=metrics, extra={"epoch": epoch, "config": dataclasses.asdict(cfg),
                                                  "data": splits.summary(), "versions": _versions()})
-        save_checkpoint(out / "best.safetensors", model, info)
+        save_checkpoint(out / "best.safetensors", eval_model, info)
 
     if cfg.epochs == 0:  # imported or initial weights only: evaluate and keep them
         best_metrics = evaluate(model, splits.val, spec, cfg.batch_size, device, cfg.workers)
@@ -311,12 +318,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                ema.update(model, step=epoch * steps_per_epoch + step)
             seen += x.shape[0]
             loss_sum += float(loss.detach()) * x.shape[0]
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         ips = seen / max(time.perf_counter() - t0, 1e-9)
-        m = evaluate(model, splits.val, spec, cfg.batch_size, device, cfg.workers)
+        m = evaluate(eval_model, splits.val, spec, cfg.batch_size, device, cfg.workers)
         if m["auc"] > best_auc or best_auc < 0:
             best_auc, best_epoch, bad_epochs, best_metrics = m["auc"], epoch + 1, 0, m
             save_best(epoch + 1, m)
@@ -330,11 +339,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         save_state(out / "last.pt", {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch + 1, "best_auc": best_auc, "best_epoch": best_epoch,
-            "bad_epochs": bad_epochs, "best_metrics": json.dumps(best_metrics)})
+            "bad_epochs": bad_epochs, "best_metrics": json.dumps(best_metrics),
+            **({"ema": ema.state_dict()} if ema is not None else {})})
         if bad_epochs >= cfg.patience:
             log.info("early stop: validation AUC has not improved for %d epochs", cfg.patience)
             break
     return {"best_epoch": best_epoch, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
+
+
+def _ema(model: torch.nn.Module, decay: float):
+    if not decay:
+        return None
+    from timm.utils.model_ema import ModelEmaV3
+
+    # Warm-up lets the average follow the fast early changes instead of dragging the initial weights along.
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
 def _progress(it, total: int, desc: str):

@@ -54,8 +54,9 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
 
     full, cut = load_state(tmp_path / "full" / "last.pt"), load_state(tmp_path / "cut" / "last.pt")
     assert cut["epoch"] == full["epoch"] == 3
-    for k in full["model"]:
-        assert torch.equal(full["model"][k], cut["model"][k]), k
+    for part in ("model", "ema"):
+        for k in full[part]:
+            assert torch.equal(full[part][k], cut[part][k]), (part, k)
 
 
 def test_resume_without_a_run_fails_clearly(tiny_data, tmp_path):
