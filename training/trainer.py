@@ -231,9 +231,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
              len(splits.train), len(splits.val), device)
 
-    model, model_kwargs = create_model(cfg.model, spec, pretrained=cfg.pretrained,
-                                       pretrained_file=cfg.pretrained_file)
-    if cfg.init_from and state is None:
+    fresh = state is None  # a resumed run's weights come from last.pt: no ImageNet download or file needed
+    model, model_kwargs = create_model(cfg.model, spec, pretrained=cfg.pretrained and fresh,
+                                       pretrained_file=cfg.pretrained_file if fresh else None)
+    if cfg.init_from and fresh:
         _init_weights(model, cfg)
     model.to(device)
     if device.type == "cuda":
