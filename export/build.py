@@ -132,8 +132,9 @@ def export_model(
         x, desc = verification_inputs(info.spec, verify_data or _default_verify_dir(info), n_verify)
         ref = torch_logits(model, x)
         export_onnx(model, info, fp32, opset)
-        _check(result, compare("onnx vs pytorch", ref, _ort_logits(fp32, x), info.threshold, *TOLERANCES["onnx"],
-                               inputs=desc), fp32)
+        ref32 = _ort_logits(fp32, x)
+        _check(result, compare("onnx vs pytorch", ref, ref32, info.threshold, *TOLERANCES["onnx"], inputs=desc),
+               fp32)
         if simplify:
             try:
                 import onnxslim
@@ -143,15 +144,16 @@ def export_model(
                 raise MissingDependencyError("onnxslim", "export") from e
             onnxslim.slim(str(fp32), str(fp32))
             _restamp(fp32, info)
-            _check(result, compare("onnx (slimmed) vs pytorch", ref, _ort_logits(fp32, x), info.threshold,
+            ref32 = _ort_logits(fp32, x)
+            _check(result, compare("onnx (slimmed) vs pytorch", ref, ref32, info.threshold,
                                    *TOLERANCES["onnx-slim"], inputs=desc), fp32)
     else:
         fp32 = Path(onnx)
         info = read_onnx_info(fp32)
         name = fp32.name.removesuffix(".onnx").removesuffix(".fp16")
         x, desc = verification_inputs(info.spec, verify_data or _default_verify_dir(info), n_verify)
+        ref32 = _ort_logits(fp32, x)
     result.artifacts["onnx"] = fp32
-    ref32 = _ort_logits(fp32, x)
 
     if engine and not fp16:
         fp16 = True  # engines are built from the FP16 graph
