@@ -21,6 +21,9 @@ __all__ = ["Meso4", "MesoInception4", "MESONET_SPEC"]
 MESONET_SPEC = PreprocessSpec(input_size=(256, 256), resize="squash", interpolation="bilinear")
 KERAS_BN_EPS = 1e-3
 KERAS_BN_MOMENTUM = 0.01  # Keras momentum 0.99 is PyTorch's 0.01
+# Meso-4 overfits the video frames of small face sets within a few epochs; decoupled weight decay of 0.05
+# (instead of 1e-4) lifted best validation AUC on mesonet-deepfake from 0.946 to 0.956 (README, dfx-train).
+MESONET_TRAINING = {"lr": 1e-3, "batch_size": 32, "weight_decay": 0.05}
 
 
 def _conv(cin: int, cout: int, k: int, dilation: int = 1) -> nn.Conv2d:
@@ -127,8 +130,8 @@ def _builder(cls: type[nn.Module]):
 
 register_model(ModelEntry("meso4", _builder(Meso4), MESONET_SPEC, aliases=("meso",), family="mesonet",
                           description="Meso-4 (28k parameters), 256x256",
-                          train_defaults={"lr": 1e-3, "batch_size": 32, "weight_decay": 1e-4}))
+                          train_defaults=MESONET_TRAINING))
 register_model(ModelEntry("mesoinception4", _builder(MesoInception4), MESONET_SPEC,
                           aliases=("mesoinception", "meso_inception4"), family="mesonet",
                           description="MesoInception-4 (28k parameters), 256x256",
-                          train_defaults={"lr": 1e-3, "batch_size": 32, "weight_decay": 1e-4}))
+                          train_defaults=MESONET_TRAINING))
