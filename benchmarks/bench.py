@@ -37,6 +37,7 @@ from dfx.engine.decode import is_image_path
 from dfx.engine.default_model import BUNDLED_MODEL, default_model_path
 from dfx.engine.errors import DfxError
 from dfx.engine.pipeline import score_files
+from dfx.engine.progress import progress_bar
 
 from .timing import measure
 
@@ -247,7 +248,7 @@ def run_bench(
     env = _environment()
     rows: list[dict[str, Any]] = []
     roc: dict[str, dict[str, list[float]]] = {}
-    bar = _bar(progress, len(jobs))
+    bar = progress_bar(total=len(jobs), desc="benchmarking", unit="run", enabled=progress)
     try:
         for job in jobs:
             base = {"model": job.model, "artifact": str(job.path), "kind": job.kind, "backend": job.backend,
@@ -256,7 +257,7 @@ def run_bench(
                 be = _open(job.path, job.backend)
             except (DfxError, ImportError) as e:
                 rows.append(base | {"status": "skipped", "reason": str(e), "device": None, "batch_size": None})
-                _tick(bar)
+                bar.update(1)
                 continue
             try:
                 with be:
@@ -315,10 +316,9 @@ def run_bench(
             except Exception as e:  # noqa: BLE001 - one broken artifact must not end the whole benchmark
                 log.warning("%s on %s failed: %s", job.path, job.backend, e)
                 rows.append(base | {"status": "error", "reason": f"{type(e).__name__}: {e}", "batch_size": None})
-            _tick(bar)
+            bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         if tmp is not None:
             tmp.cleanup()
     _ratios(rows)
@@ -350,17 +350,3 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
         if r["kind"] == "onnx-int8" and (r["model"], r["batch_size"]) in fp32:
             r["int8_vs_fp32"] = r["images_per_s"] / fp32[(r["model"], r["batch_size"])]
 
-
-def _bar(progress: bool | None, total: int):
-    import sys
-
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="benchmarking", unit="run", file=sys.stderr)
-
-
-def _tick(bar) -> None:
-    if bar is not None:
-        bar.update(1)

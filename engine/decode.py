@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DecodeError", "Status", "load_image", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
+__all__ = ["DecodeError", "Status", "load_image", "is_image_path", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # 100 megapixels: far above any face photo, far below what exhausts memory when a bomb is decoded.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from .decode import Status
 from .default_model import default_model_path
 from .inputs import iter_inputs
 from .pipeline import score_files
+from .progress import progress_bar
 from .select import open_backend
 from .writers import already_scored, format_for, open_writer
 
@@ -95,7 +95,7 @@ def scan(
     be = open_backend(engine or default_model_path(), backend, threads=None)
     summary.backend, summary.model = f"{be.name} ({be.device})", be.info.arch
     writer = open_writer(output, fmt, resume=resume, stdout=stdout)
-    bar = _bar(progress)
+    bar = progress_bar(unit="img", desc="scoring", enabled=progress)
     t0 = time.perf_counter()
     try:
         with be:
@@ -108,19 +108,10 @@ def scan(
                     summary.errors[row.status] += 1
                 if i % batch_size == batch_size - 1:
                     writer.flush()  # rows reach the file batch by batch: a crash loses nothing already scored
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
     finally:
         writer.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
         summary.seconds = time.perf_counter() - t0
     return summary
 
-
-def _bar(progress: bool | None):
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(unit="img", desc="scoring", file=sys.stderr, dynamic_ncols=True)

@@ -13,7 +13,7 @@ import numpy as np
 from dfx.engine.decode import DecodeError, is_image_path, load_image
 from dfx.engine.spec import PreprocessSpec, preprocess
 
-__all__ = ["VerifyReport", "compare", "verification_inputs"]
+__all__ = ["VerifyReport", "compare", "verification_inputs", "torch_logits", "backend_logits"]
 
 log = logging.getLogger("dfx.export")
 

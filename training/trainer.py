@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import dfx
 from dfx.engine import metrics as M
 from dfx.engine.artifact import ModelInfo, atomic_write_text
 from dfx.engine.errors import DfxError
+from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec
 
 from .augment import AUGMENTATIONS, Augment
@@ -302,7 +302,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             _set_backbone_frozen(model, epoch < cfg.freeze_epochs)
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        bar = _progress(loader, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
+        bar = progress_bar(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                           leave=False)
         for step, (x, y) in enumerate(bar):
             if step >= steps_per_epoch:
                 break
@@ -323,8 +324,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 ema.update(model, step=epoch * steps_per_epoch + step)
             seen += x.shape[0]
             loss_sum += float(loss.detach()) * x.shape[0]
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
         ips = seen / max(time.perf_counter() - t0, 1e-9)
         m = evaluate(eval_model, splits.val, spec, cfg.batch_size, device, cfg.workers)
         if m["auc"] > best_auc or best_auc < 0:
@@ -356,11 +356,3 @@ def _ema(model: torch.nn.Module, decay: float):
     # Warm-up lets the average follow the fast early changes instead of dragging the initial weights along.
     return ModelEmaV3(model, decay=decay, use_warmup=True)
 
-
-def _progress(it, total: int, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return it
-    # disable=None: a bar on a terminal, silence in pipes and logs.
-    return tqdm(it, total=total, desc=desc, leave=False, disable=None, file=sys.stderr)

@@ -70,7 +70,8 @@ def test_verification_failure_exits_1_and_moves_the_artifact(tmp_path, monkeypat
     assert not (tmp_path / "meso4.onnx").exists() and (tmp_path / "meso4.onnx.failed").exists()
 
 
-def test_damaged_and_mismatched_checkpoints_give_one_line(tmp_path):
+def test_damaged_and_mismatched_checkpoints_give_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --model looks in ./weights/<model>/
     ckpt = _checkpoint(tmp_path, "meso4")
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     r = CliRunner().invoke(main, ["--checkpoint", str(ckpt)])
