@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -12,7 +13,18 @@ import click
 
 from dfx.engine.errors import DfxError
 
-__all__ = ["setup_logging", "run_cli"]
+__all__ = ["setup_logging", "run_cli", "train_main", "export_main", "bench_main"]
+
+# Top-level module of an optional dependency → the extra that installs it.
+EXTRA_FOR = {"torch": "train", "torchvision": "train", "timm": "train", "safetensors": "train", "h5py": "train",
+             "onnx": "export", "onnxconverter_common": "export", "onnxslim": "export", "matplotlib": "bench",
+             "tensorrt": "gpu", "cuda": "gpu"}
+
+
+def missing_extra(e: ImportError) -> str | None:
+    """A one-line install hint when ``e`` is a missing optional dependency, else None."""
+    top = (e.name or "").split(".")[0]
+    return f"{top} is not installed; install it with: pip install 'dfx[{EXTRA_FOR[top]}]'" if top in EXTRA_FOR else None
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
@@ -36,8 +48,40 @@ def run_cli(fn: Callable[..., Any]) -> Callable[..., Any]:
         except DfxError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
+        except ImportError as e:
+            if (hint := missing_extra(e)) is None:
+                raise
+            click.echo(f"error: {hint}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def _launch(module: str) -> None:
+    # The heavy commands' modules import torch & co. at the top; a lean install must still get one clear line.
+    try:
+        main = importlib.import_module(module).main
+    except ImportError as e:
+        if (hint := missing_extra(e)) is None:
+            raise
+        click.echo(f"error: {hint}", err=True)
+        sys.exit(1)
+    main()
+
+
+def train_main() -> None:
+    """Console entry point of ``dfx-train``."""
+    _launch("dfx.training.cli")
+
+
+def export_main() -> None:
+    """Console entry point of ``dfx-export``."""
+    _launch("dfx.export.cli")
+
+
+def bench_main() -> None:
+    """Console entry point of ``dfx-bench``."""
+    _launch("dfx.benchmarks.cli")

@@ -9,6 +9,8 @@ import click
 from dfx.cli_common import run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
+from .onnx_export import onnx_module
+
 __all__ = ["main"]
 
 
@@ -39,6 +41,7 @@ Examples:
 def main(model, checkpoint, onnx_path, out, quiet, **opts) -> None:
     """Turn a training checkpoint into verified deployable artifacts."""
     setup_logging(quiet=quiet)
+    onnx_module()  # every export needs onnx: on a lean install, name the extra before anything else fails
     if sum(x is not None for x in (model, checkpoint, onnx_path)) != 1:
         raise DfxError("give exactly one of --model, --checkpoint or --onnx")
     if model:
