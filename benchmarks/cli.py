@@ -53,6 +53,8 @@ def main(artifacts, more_artifacts, models, weights_dir, data, batch_sizes, back
     from .report import markdown, plot, table
 
     setup_logging()
+    if plot_path:
+        import matplotlib  # noqa: F401 - fail (naming the extra) before minutes of measuring, not after
     paths = list(artifacts) + list(more_artifacts)
     if not paths:
         paths = discover_artifacts(models.split(",") if models else None, weights_dir)
