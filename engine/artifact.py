@@ -123,9 +123,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make shared artifacts unreadable to others
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make shared artifacts unreadable to other users
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

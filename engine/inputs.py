@@ -56,11 +56,14 @@ def iter_inputs(paths: Iterable[str | Path], recursive: bool = False) -> Iterato
 
 def _iter(paths: list[Path], recursive: bool) -> Iterator[Path]:
     seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[str] = set()
+    # One folder never yields a file twice (seen_dirs stops re-walks); only several inputs can overlap, so the
+    # per-file set — the one thing that grows with the collection — is kept only then.
+    seen_files: set[str] | None = set() if len(paths) > 1 else None
     for p in paths:
-        items = _walk(p, recursive, seen_dirs) if p.is_dir() else iter([p])
-        for f in items:
-            key = os.path.normpath(str(f))
-            if key not in seen_files:
+        for f in _walk(p, recursive, seen_dirs) if p.is_dir() else iter([p]):
+            if seen_files is not None:
+                key = os.path.normpath(str(f))
+                if key in seen_files:
+                    continue
                 seen_files.add(key)
-                yield f
+            yield f
