@@ -136,3 +136,11 @@ def test_runtime_scores_equal_training_evaluation(tiny_checkpoint, tiny_onnx, ba
     with open_backend(tiny_onnx) as be:
         runtime = [r.score for r in score_files(be, files, batch_size=4)]
     np.testing.assert_allclose(runtime, train_side, atol=1e-5)
+
+
+def test_overlapping_inputs_give_one_row_per_file(bad_corpus, tiny_onnx, tmp_path):
+    out = tmp_path / "s.jsonl"
+    folder = bad_corpus["rgb"].parent
+    _run(folder, bad_corpus["rgb"], folder / "." / "rgb.jpg", "--engine", tiny_onnx, "-o", out)
+    paths = [json.loads(x)["path"] for x in out.read_text().splitlines()]
+    assert len(paths) == len(set(paths)) == len(bad_corpus)
