@@ -33,9 +33,9 @@ import numpy as np
 import dfx
 from dfx.engine import metrics as M
 from dfx.engine.backends import Backend, get_backend_class
-from dfx.engine.decode import is_image_path
 from dfx.engine.default_model import BUNDLED_MODEL, default_model_path
 from dfx.engine.errors import DfxError
+from dfx.engine.inputs import labelled_images
 from dfx.engine.pipeline import score_files
 from dfx.engine.progress import progress_bar
 
@@ -147,19 +147,6 @@ def _open(path: Path, backend: str) -> Backend:
     return get_backend_class(backend)(path)
 
 
-def _labelled_files(data: Path) -> tuple[list[Path], np.ndarray]:
-    files, labels = [], []
-    for label, name in ((0, "real"), (1, "fake")):
-        dirs = [d for d in data.iterdir() if d.is_dir() and d.name.lower() == name]
-        if not dirs:
-            raise DfxError(f"--data {data}: no '{name}/' folder; accuracy needs {data}/real and {data}/fake")
-        for p in sorted(dirs[0].rglob("*")):
-            if p.is_file() and is_image_path(p):
-                files.append(p)
-                labels.append(label)
-    return files, np.array(labels)
-
-
 def _generated_files(n: int, size: int, folder: Path) -> list[Path]:
     from PIL import Image
 
@@ -244,7 +231,8 @@ def run_bench(
     files, labels = ([], None)
     tmp = None
     if data is not None:
-        files, labels = _labelled_files(Path(data))
+        items = labelled_images(Path(data))
+        files, labels = [p for p, _ in items], np.array([y for _, y in items])
     env = _environment()
     rows: list[dict[str, Any]] = []
     roc: dict[str, dict[str, list[float]]] = {}

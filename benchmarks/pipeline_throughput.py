@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dfx.engine.backends.base import Backend
-from dfx.engine.decode import is_image_path
+from dfx.engine.inputs import list_images
 from dfx.engine.pipeline import default_threads, score_files
 from dfx.engine.scan import scan
 from dfx.engine.select import open_backend
@@ -105,7 +105,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=512, help="use at most this many files")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/pipeline-cpu"))
     args = p.parse_args()
-    files = sorted(f for f in args.data.rglob("*") if f.is_file() and is_image_path(f))[: args.limit]
+    files = list_images(args.data)[: args.limit]
     from dfx.benchmarks.bench import _environment
 
     result = {"machine": _environment(), "data": str(args.data), "files": len(files), "batch_size": args.batch_size,

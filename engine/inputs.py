@@ -9,7 +9,9 @@ from pathlib import Path
 from .decode import is_image_path
 from .errors import DfxError
 
-__all__ = ["iter_inputs"]
+__all__ = ["iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images", "CLASSES"]
+
+CLASSES = {"real": 0, "fake": 1}  # class folder name → label (1 = fake, everywhere)
 
 
 def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]]) -> Iterator[Path]:
@@ -67,3 +69,48 @@ def _iter(paths: list[Path], recursive: bool) -> Iterator[Path]:
                     continue
                 seen_files.add(key)
             yield f
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted by path."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+
+
+def child_dir(parent: Path, names: tuple[str, ...]) -> Path | None:
+    """The first subfolder of ``parent`` whose lower-cased name is in ``names``."""
+    for p in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if p.is_dir() and p.name.lower() in names:
+            return p
+    return None
+
+
+def find_class_dirs(folder: Path) -> dict[int, Path]:
+    """The ``real`` and ``fake`` subfolders of ``folder`` (case-insensitive), by label.
+
+    Raises:
+        DfxError: naming the missing class folder.
+    """
+    found = {}
+    for name, label in CLASSES.items():
+        d = child_dir(folder, (name,))
+        if d is None:
+            present = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())) or "none"
+            raise DfxError(f"{folder}: no '{name}/' folder (subfolders found: {present}); "
+                           f"expected {folder}/real and {folder}/fake")
+        found[label] = d
+    return found
+
+
+def labelled_images(folder: str | Path) -> list[tuple[Path, int]]:
+    """(path, label) for every image in ``folder``/real and ``folder``/fake.
+
+    Raises:
+        DfxError: when a class folder is missing or holds no images.
+    """
+    items = []
+    for label, d in find_class_dirs(Path(folder)).items():
+        files = list_images(d)
+        if not files:
+            raise DfxError(f"{d}: no images found (extensions .jpg .jpeg .png .webp .bmp …)")
+        items += [(p, label) for p in files]
+    return items

@@ -16,9 +16,12 @@ import numpy as np
 
 from dfx.engine import metrics as M
 from dfx.engine.artifact import ModelInfo
-from dfx.engine.decode import DecodeError, is_image_path, load_image
+from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.errors import DfxError, MissingDependencyError
+from dfx.engine.inputs import list_images
 from dfx.engine.spec import preprocess
+
+from .verify import logit
 
 __all__ = ["quantize_int8", "Int8Report", "AUC_TOLERANCE", "MIN_AGREEMENT"]
 
@@ -55,7 +58,7 @@ class Int8Report:
 
 
 def _labelled_images(calib: Path) -> list[tuple[Path, int]]:
-    files = sorted(p for p in calib.rglob("*") if p.is_file() and is_image_path(p))
+    files = list_images(calib)
     if not files:
         raise DfxError(f"--calib {calib}: no images found")
 
@@ -140,7 +143,7 @@ def quantize_int8(fp32: Path, dst: Path, info: ModelInfo, calib: Path, n_calib: 
     s8 = ort.InferenceSession(str(dst), opts, providers=["CPUExecutionProvider"])
     l32 = s32.run(None, {"input": xe})[0].ravel()
     l8 = s8.run(None, {"input": xe})[0].ravel()
-    t = np.log(info.threshold / (1 - info.threshold)) if 0 < info.threshold < 1 else 0.0
+    t = logit(info.threshold)
     agreement = float(np.mean((l32 >= t) == (l8 >= t)))
     has_both = (ye == 0).any() and (ye == 1).any() and (ye >= 0).all()
     auc32 = M.roc_auc(ye, l32) if has_both else float("nan")

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from dfx.engine.decode import DecodeError, is_image_path, load_image
+from dfx.engine.decode import DecodeError, load_image
+from dfx.engine.inputs import list_images
 from dfx.engine.spec import PreprocessSpec, preprocess
 
-__all__ = ["VerifyReport", "compare", "verification_inputs", "torch_logits", "backend_logits"]
+__all__ = ["VerifyReport", "compare", "verification_inputs", "torch_logits", "backend_logits", "logit"]
 
 log = logging.getLogger("dfx.export")
 
@@ -52,7 +53,8 @@ class VerifyReport:
         return asdict(self)
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """P(fake) threshold → the logit threshold it corresponds to (clipped away from 0 and 1)."""
     p = min(max(p, 1e-7), 1 - 1e-7)
     return float(np.log(p / (1 - p)))
 
@@ -61,7 +63,7 @@ def compare(what: str, ref: np.ndarray, got: np.ndarray, threshold: float, toler
             min_agreement: float, inputs: str) -> VerifyReport:
     """Compares two logit vectors (decisions at P(fake) ``threshold``)."""
     ref, got = np.asarray(ref, np.float64).ravel(), np.asarray(got, np.float64).ravel()
-    t = _logit(threshold)
+    t = logit(threshold)
     diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
     agree = float(np.mean((ref >= t) == (got >= t))) if ref.size else 1.0
     ok = bool(np.isfinite(diff) and diff <= tolerance and agree >= min_agreement)
@@ -77,7 +79,7 @@ def verification_inputs(spec: PreprocessSpec, data_dir: str | Path | None, n: in
         (batch, description).
     """
     if data_dir is not None and Path(data_dir).is_dir():
-        files = sorted(p for p in Path(data_dir).rglob("*") if p.is_file() and is_image_path(p))
+        files = list_images(data_dir)
         rng = np.random.default_rng(seed)
         picked = [files[i] for i in sorted(rng.choice(len(files), min(n * 2, len(files)), replace=False))] \
             if files else []

@@ -22,17 +22,17 @@ import numpy as np
 import torch
 
 from dfx.engine.artifact import atomic_write_text
-from dfx.engine.decode import DecodeError, is_image_path, load_image
+from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.errors import DfxError
+from dfx.engine.inputs import child_dir, labelled_images
 from dfx.engine.spec import PreprocessSpec, preprocess
 
-__all__ = ["Sample", "DataSplits", "find_class_dirs", "load_splits", "check_images", "FaceDataset"]
+__all__ = ["Sample", "DataSplits", "load_splits", "check_images", "FaceDataset"]
 
 log = logging.getLogger("dfx.training")
 
 TRAIN_NAMES = ("train", "training")
 VAL_NAMES = ("validate", "val", "validation", "valid")
-CLASSES = {"real": 0, "fake": 1}
 # Frames of one video must not straddle the split: `<video>_<frame>` files are grouped by `<video>`.
 _FRAME_SUFFIX = re.compile(r"[_-]\d+$")
 
@@ -65,42 +65,8 @@ class DataSplits:
                 "skipped": {k: len(v) for k, v in self.skipped.items()}}
 
 
-def _child(parent: Path, names: tuple[str, ...]) -> Path | None:
-    for p in sorted(parent.iterdir()) if parent.is_dir() else []:
-        if p.is_dir() and p.name.lower() in names:
-            return p
-    return None
-
-
-def find_class_dirs(folder: Path) -> dict[int, Path]:
-    """The ``real`` and ``fake`` subfolders of ``folder`` (case-insensitive).
-
-    Raises:
-        DfxError: naming the missing or empty class folder.
-    """
-    found = {}
-    for name, label in CLASSES.items():
-        d = _child(folder, (name,))
-        if d is None:
-            present = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_dir())) or "none"
-            raise DfxError(f"{folder}: no '{name}/' folder (subfolders found: {present}); "
-                           f"expected {folder}/real and {folder}/fake")
-        found[label] = d
-    return found
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
-
-
 def _labelled(folder: Path, source: str) -> list[Sample]:
-    samples = []
-    for label, d in find_class_dirs(folder).items():
-        files = _list_images(d)
-        if not files:
-            raise DfxError(f"{d}: no images found (extensions .jpg .jpeg .png .webp .bmp …)")
-        samples += [Sample(str(p), label, source) for p in files]
-    return samples
+    return [Sample(str(p), label, source) for p, label in labelled_images(folder)]
 
 
 def _hash_val(rel: str, fraction: float, seed: int) -> bool:
@@ -127,7 +93,7 @@ def load_splits(data_dirs: list[Path], val_fraction: float = 0.15, seed: int = 0
         if not data_dir.is_dir():
             raise DfxError(f"--data {data_dir}: no such folder")
         source = data_dir.name if data_dir.name.lower() not in TRAIN_NAMES + VAL_NAMES else data_dir.parent.name
-        tdir, vdir = _child(data_dir, TRAIN_NAMES), _child(data_dir, VAL_NAMES)
+        tdir, vdir = child_dir(data_dir, TRAIN_NAMES), child_dir(data_dir, VAL_NAMES)
         if tdir is not None and vdir is not None:
             train += _labelled(tdir, source)
             val += _labelled(vdir, source)
