@@ -92,7 +92,7 @@ def scan(
                 else:
                     yield f
         files = unseen(files)
-    be = open_backend(engine or default_model_path(), backend, threads=None)
+    be = open_backend(engine or default_model_path(), backend)
     summary.backend, summary.model = f"{be.name} ({be.device})", be.info.arch
     writer = open_writer(output, fmt, resume=resume, stdout=stdout)
     bar = progress_bar(unit="img", desc="scoring", enabled=progress)

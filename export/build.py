@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 import dfx
-from dfx.engine.artifact import ModelInfo, atomic_write_text, read_onnx_info, sha256_file
+from dfx.engine.artifact import ModelInfo, atomic_write_bytes, atomic_write_text, read_onnx_info, sha256_file
 from dfx.engine.errors import DfxError
 
 from .onnx_export import embed_metadata, export_onnx, onnx_module
@@ -142,8 +142,9 @@ def export_model(
                 from dfx.engine.errors import MissingDependencyError
 
                 raise MissingDependencyError("onnxslim", "export") from e
-            onnxslim.slim(str(fp32), str(fp32))
-            _restamp(fp32, info)
+            slim = onnxslim.slim(str(fp32))  # in memory: stamp the record and write once
+            embed_metadata(slim, info)
+            atomic_write_bytes(fp32, slim.SerializeToString())
             ref32 = _ort_logits(fp32, x)
             _check(result, compare("onnx (slimmed) vs pytorch", ref, ref32, info.threshold,
                                    *TOLERANCES["onnx-slim"], inputs=desc), fp32)
@@ -165,8 +166,7 @@ def export_model(
     if fp16:
         from .fp16 import convert_fp16
 
-        f16 = convert_fp16(fp32, out / f"{name}.fp16.onnx")
-        _restamp(f16, info)
+        f16 = convert_fp16(fp32, out / f"{name}.fp16.onnx")  # the converter keeps metadata_props
         _check(result, compare("fp16 onnx vs fp32 onnx", ref32, _ort_logits(f16, x), info.threshold,
                                *TOLERANCES["fp16"], inputs=desc), f16)
         result.artifacts["fp16"] = f16

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import read_onnx_info
-from ..errors import DfxError, MissingDependencyError
+from ..errors import DfxError
 from .base import Backend
 
 __all__ = ["OnnxRuntimeCPUBackend", "OnnxRuntimeCUDABackend", "physical_cores", "cuda_provider_available"]
@@ -17,8 +17,8 @@ __all__ = ["OnnxRuntimeCPUBackend", "OnnxRuntimeCUDABackend", "physical_cores", 
 def _ort():
     try:
         import onnxruntime as ort
-    except ImportError as e:
-        raise MissingDependencyError("onnxruntime", "base install") from e
+    except ImportError as e:  # part of the base install: a broken environment, not a missing extra
+        raise DfxError("onnxruntime is not installed; reinstall dfx (pip install dfx)") from e
     return ort
 
 
