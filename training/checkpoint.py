@@ -24,10 +24,11 @@ __all__ = ["save_checkpoint", "read_checkpoint_info", "load_checkpoint", "save_s
 
 def _safetensors():
     try:
-        import safetensors.torch as st
+        import safetensors
+        import safetensors.torch
     except ImportError as e:
         raise MissingDependencyError("safetensors", "train") from e
-    return st
+    return safetensors
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, info: ModelInfo) -> Path:
@@ -35,21 +36,19 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, info: Model
     st = _safetensors()
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, st.save(tensors, metadata={META_KEY: info.to_json()}))
+    atomic_write_bytes(path, st.torch.save(tensors, metadata={META_KEY: info.to_json()}))
     atomic_write_text(path.with_suffix(".json"), json.dumps(info.to_dict(), indent=2, sort_keys=True))
     return path
 
 
-def _open(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
-    _safetensors()
-    from safetensors import safe_open
-
+def _open(path: Path, with_tensors: bool = True) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    st = _safetensors()
     if not path.is_file():
         raise DfxError(f"checkpoint {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with st.safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise DfxError(f"checkpoint {path} is damaged or not a safetensors file ({type(e).__name__}: {e})") from e
     if META_KEY not in meta:
@@ -58,8 +57,8 @@ def _open(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> ModelInfo:
-    """The dfx record of a checkpoint."""
-    return _open(Path(path))[1]
+    """The dfx record of a checkpoint (reads the header only, not the weights)."""
+    return _open(Path(path), with_tensors=False)[1]
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
