@@ -147,16 +147,53 @@ def _open(path: Path, backend: str) -> Backend:
     return get_backend_class(backend)(path)
 
 
-def _generated_files(n: int, size: int, folder: Path) -> list[Path]:
+def _generated_files(n: int, size: tuple[int, int], root: Path) -> list[Path]:
+    """``n`` noise JPEGs at ``size`` under ``root`` (made once per size, shared by every backend)."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        arr = np.clip(rng.normal(128, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-        out.append(folder / f"{i:04d}.jpg")
-        Image.fromarray(arr).save(out[-1], quality=90)
-    return out
+    folder = root / f"{size[0]}x{size[1]}"
+    if not folder.exists():
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            arr = np.clip(rng.normal(128, 40, (*size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(folder / f"{i:04d}.jpg", quality=90)
+    return sorted(folder.iterdir())
+
+
+def _speed(be: Backend, batch_sizes: Sequence[int], warmup_s: float, min_runs: int,
+           min_s: float) -> tuple[dict[int, Any], dict[int, dict[str, float]]]:
+    """Compute-only timings per batch size (clamped to the backend's profile), and TensorRT's copy/compute split."""
+    h, w = be.info.spec.input_size
+    sizes = sorted({max(be.min_batch, min(b, be.max_batch or b)) for b in batch_sizes})
+    x_all = np.random.default_rng(0).normal(size=(max(sizes), 3, h, w)).astype(np.float32)
+    sync = getattr(be, "synchronize", lambda: None)
+    speed, copies = {}, {}
+    for b in sizes:
+        x = np.ascontiguousarray(x_all[:b])
+        parts: list[dict[str, float]] = []
+
+        def run(x=x, parts=parts) -> None:
+            be.infer(x)
+            sync()
+            if getattr(be, "last_timing_ms", None):  # TensorRT: copies vs compute, by CUDA events
+                parts.append(be.last_timing_ms)
+
+        speed[b] = measure(run, b, warmup_s, min_runs, min_s)
+        if parts:
+            copies[b] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+    return speed, copies
+
+
+def _accuracy(out: list, labels: np.ndarray, threshold: float) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Metrics of one backend's pipeline outputs, and its ROC curve thinned to at most 200 points."""
+    ok = np.array([r.status == "ok" for r in out])
+    scores = np.array([r.score if r.score is not None else np.nan for r in out])
+    acc = M.summarize(labels[ok], scores[ok], threshold)
+    acc["unreadable"] = int((~ok).sum())
+    fpr, tpr, _ = M.roc_curve(labels[ok], scores[ok])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(200, len(fpr))).astype(int))
+    return acc, {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
 
 
 def _params(be: Backend) -> int | None:
@@ -249,49 +286,18 @@ def run_bench(
                 continue
             try:
                 with be:
-                    spec = be.info.spec
-                    h, w = spec.input_size
                     base |= {"device": be.device, "params": _params(be)}
-                    sizes = sorted({max(be.min_batch, min(b, be.max_batch or b)) for b in batch_sizes})
-                    x_all = np.random.default_rng(0).normal(size=(max(sizes), 3, h, w)).astype(np.float32)
-                    sync = getattr(be, "synchronize", lambda: None)
-                    speed, copies = {}, {}
-                    for b in sizes:
-                        x = np.ascontiguousarray(x_all[:b])
-                        parts: list[dict[str, float]] = []
-
-                        def run(be=be, x=x, sync=sync, parts=parts) -> None:
-                            be.infer(x)
-                            sync()
-                            if getattr(be, "last_timing_ms", None):  # TensorRT: copies vs compute, by CUDA events
-                                parts.append(be.last_timing_ms)
-
-                        speed[b] = measure(run, b, warmup_s, min_runs, min_s)
-                        if parts:
-                            copies[b] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
-                    if not files:
-                        if tmp is None:
-                            tmp = tempfile.TemporaryDirectory(prefix="dfx-bench-")
-                        gen_dir = Path(tmp.name) / f"{h}x{w}"
-                        if not gen_dir.exists():
-                            gen_dir.mkdir()
-                            _generated_files(e2e_images, max(h, w), gen_dir)
-                        e2e_files = sorted(gen_dir.iterdir())
-                    else:
-                        e2e_files = files
-                    e2e_batch = max(sizes)
+                    speed, copies = _speed(be, batch_sizes, warmup_s, min_runs, min_s)
+                    if not files and tmp is None:
+                        tmp = tempfile.TemporaryDirectory(prefix="dfx-bench-")
+                    e2e_files = files or _generated_files(e2e_images, be.info.spec.input_size, Path(tmp.name))
+                    e2e_batch = max(speed)
                     t0 = time.perf_counter()
                     out = list(score_files(be, e2e_files, e2e_batch, threads))
                     e2e = len(out) / (time.perf_counter() - t0)
                     acc = None
                     if labels is not None:
-                        ok = np.array([r.status == "ok" for r in out])
-                        scores = np.array([r.score if r.score is not None else np.nan for r in out])
-                        acc = M.summarize(labels[ok], scores[ok], be.info.threshold)
-                        acc["unreadable"] = int((~ok).sum())
-                        fpr, tpr, _ = M.roc_curve(labels[ok], scores[ok])
-                        keep = np.unique(np.linspace(0, len(fpr) - 1, min(200, len(fpr))).astype(int))
-                        roc[f"{job.model}|{job.backend}"] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+                        acc, roc[f"{job.model}|{job.backend}"] = _accuracy(out, labels, be.info.threshold)
                     for b, t in speed.items():
                         rows.append(base | {
                             "status": "ok", "reason": "", "batch_size": b,
