@@ -41,14 +41,14 @@ def default_threads() -> int:
     return max(2, min(16, os.cpu_count() or 2))
 
 
-def _load_into(path: Path, spec: PreprocessSpec, buf: np.ndarray, slot: int, max_pixels: int) -> str | None:
+def _load_into(path: Path, spec: PreprocessSpec, buf: np.ndarray, slot: int, max_pixels: int) -> DecodeError | None:
     try:
         preprocess(load_image(path, target_size=spec.input_size, max_pixels=max_pixels), spec, out=buf[slot])
         return None
     except DecodeError as e:
-        return str(e)
+        return e
     except Exception as e:  # noqa: BLE001 - one odd file must become a row, never end a million-image run
-        return f"{Status.DECODE_ERROR}: {type(e).__name__}: {e}"
+        return DecodeError(Status.DECODE_ERROR, f"{type(e).__name__}: {e}")
 
 
 def _yield_to_inference() -> None:
@@ -109,23 +109,20 @@ def score_files(
                 s = float(scores[i])
                 rows.append(Row(str(path), s, "fake" if s >= thr else "real", Status.OK))
             else:
-                status, _, msg = err.partition(": ")
-                rows.append(Row(str(path), None, None, status, msg))
+                rows.append(Row(str(path), None, None, err.status, err.message))
         return rows
 
     with ThreadPoolExecutor(max_workers=threads or default_threads(), thread_name_prefix="dfx-decode",
                             initializer=_yield_to_inference) as pool:
         while True:
             chunk = list(islice(it, batch_size))
-            if chunk:
-                while not free:
-                    yield from finish(*pending.popleft())
+            if chunk:  # depth + 1 buffers and at most depth + 1 pending batches: a free buffer always exists
                 buf = free.popleft()
                 futures = [pool.submit(_load_into, p, spec, buf, i, max_pixels) for i, p in enumerate(chunk)]
                 pending.append((chunk, buf, futures))
-            if len(pending) > depth or (not chunk and pending):
+            if pending and (len(pending) > depth or not chunk):
                 yield from finish(*pending.popleft())
-            if not chunk and not pending:
+            elif not chunk:
                 return
 
 
