@@ -9,9 +9,12 @@ from pathlib import Path
 from .decode import is_image_path
 from .errors import DfxError
 
-__all__ = ["iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images", "CLASSES"]
+__all__ = ["iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images", "CLASSES", "TRAIN_NAMES",
+           "VAL_NAMES"]
 
 CLASSES = {"real": 0, "fake": 1}  # class folder name → label (1 = fake, everywhere)
+TRAIN_NAMES = ("train", "training")  # split folder names accepted in a data set (lower-cased)
+VAL_NAMES = ("validate", "val", "validation", "valid")
 
 
 def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]]) -> Iterator[Path]:

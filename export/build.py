@@ -13,6 +13,7 @@ import numpy as np
 import dfx
 from dfx.engine.artifact import ModelInfo, atomic_write_bytes, atomic_write_text, read_onnx_info, sha256_file
 from dfx.engine.errors import DfxError
+from dfx.engine.inputs import VAL_NAMES, child_dir
 
 from .onnx_export import embed_metadata, export_onnx, onnx_module
 from .verify import VerifyReport, backend_logits, compare, torch_logits, verification_inputs
@@ -60,12 +61,9 @@ def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
 
 def _default_verify_dir(info: ModelInfo) -> Path | None:
     # The checkpoint's own validation images, when the run's data is still where it was.
-    for d in info.extra.get("config", {}).get("data", []):
-        for name in ("validate", "val", "validation"):
-            if (Path(d) / name).is_dir():
-                return Path(d) / name
-        if Path(d).is_dir():
-            return Path(d)
+    for d in map(Path, info.extra.get("config", {}).get("data", [])):
+        if d.is_dir():
+            return child_dir(d, VAL_NAMES) or d
     return None
 
 

@@ -24,15 +24,13 @@ import torch
 from dfx.engine.artifact import atomic_write_text
 from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.errors import DfxError
-from dfx.engine.inputs import child_dir, labelled_images
+from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, child_dir, labelled_images
 from dfx.engine.spec import PreprocessSpec, preprocess
 
 __all__ = ["Sample", "DataSplits", "load_splits", "check_images", "FaceDataset"]
 
 log = logging.getLogger("dfx.training")
 
-TRAIN_NAMES = ("train", "training")
-VAL_NAMES = ("validate", "val", "validation", "valid")
 # Frames of one video must not straddle the split: `<video>_<frame>` files are grouped by `<video>`.
 _FRAME_SUFFIX = re.compile(r"[_-]\d+$")
 
