@@ -218,6 +218,16 @@ class _Job:
     backend: str
 
 
+def _model_label(path: Path, arch: str) -> str:
+    """Row name: the arch for ``weights/<arch>/``'s standard files, else what tells this artifact apart."""
+    if path.resolve() == BUNDLED_MODEL:
+        return f"default ({arch})"
+    stem = path.name.split(".")[0]  # xception.fp16.onnx and xception.plan belong to xception.onnx's row group
+    # Standard file names take their run folder's name (e.g. an imported baseline); other names are their own.
+    source = path.parent.name if stem in (arch, "best", "last") else stem
+    return arch if source in (arch, "") else f"{source} ({arch})"
+
+
 def run_bench(
     artifacts: Iterable[str | Path],
     data: str | Path | None = None,
@@ -259,10 +269,7 @@ def run_bench(
             arch = EngineSidecar.load(path).info.arch
         else:
             arch = read_onnx_info(path).arch
-        if path.resolve() == BUNDLED_MODEL:
-            model = f"default ({arch})"
-        else:  # run folders other than weights/<arch>/ (e.g. an imported baseline) keep their own name
-            model = arch if path.parent.name in (arch, "") else f"{path.parent.name} ({arch})"
+        model = _model_label(path, arch)
         jobs += [_Job(model, path, kind, b) for b in BACKENDS_FOR[kind] if not backends or b in backends]
 
     files, labels = ([], None)

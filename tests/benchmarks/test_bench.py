@@ -95,3 +95,14 @@ def test_cli_writes_json_markdown_and_plot(tiny_onnx, tmp_path):
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     r = CliRunner().invoke(main, ["--batch-sizes", "0", "--artifacts", str(tiny_onnx)])
     assert r.exit_code == 1 and "positive integers" in r.output
+
+
+def test_row_names_tell_artifacts_apart(tmp_path):
+    from dfx.benchmarks.bench import _model_label
+
+    assert _model_label(tmp_path / "meso4" / "meso4.fp16.onnx", "meso4") == "meso4"
+    assert _model_label(tmp_path / "meso4" / "best.safetensors", "meso4") == "meso4"
+    assert _model_label(tmp_path / "keras-df" / "meso4.onnx", "meso4") == "keras-df (meso4)"
+    # two exports side by side in one folder (an A/B) must not share a row name
+    a, b = (_model_label(tmp_path / "ab" / f"meso4-{v}.onnx", "meso4") for v in ("old", "new"))
+    assert (a, b) == ("meso4-old (meso4)", "meso4-new (meso4)")
