@@ -49,6 +49,19 @@ class _Head(nn.Module):
         return self.fc2(self.drop2(self.act(self.fc1(self.drop1(torch.flatten(x, 1))))))
 
 
+def _bn_pool(bn: nn.BatchNorm2d, pool: nn.MaxPool2d, x: torch.Tensor) -> torch.Tensor:
+    """``pool(bn(x))``; in eval mode the pool goes first when that gives the same numbers.
+
+    Frozen BatchNorm is a per-channel map ``x * s + t``; with every ``s >= 0`` it is monotone, so it commutes
+    with max-pooling bit for bit, and applied after a 2x2 pool it touches 4x fewer pixels (Meso-4 in exported
+    ONNX runs about 15 % faster on CPU onnxruntime, benchmarks/README.md). Training keeps the Keras order: batch
+    statistics are taken before the pool.
+    """
+    if not bn.training and bool((bn.weight >= 0).all()):  # s = weight / sqrt(var + eps): the sign is weight's
+        return bn(pool(x))
+    return pool(bn(x))
+
+
 def _pooled(size: int) -> int:
     # Three 2x2 pools then one 4x4 pool, each `same` (rounding up).
     for k in (2, 2, 2, 4):
@@ -70,7 +83,7 @@ class Meso4(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, bn, pool in zip(self.convs, self.bns, self.pools):
-            x = pool(bn(torch.relu(conv(x))))
+            x = _bn_pool(bn, pool, torch.relu(conv(x)))
         return self.head(x)
 
 
@@ -107,10 +120,10 @@ class MesoInception4(nn.Module):
         self.head = _Head(16 * _pooled(input_size[0]) * _pooled(input_size[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pools[0](self.bns[0](self.inc1(x)))
-        x = self.pools[1](self.bns[1](self.inc2(x)))
-        x = self.pools[2](self.bns[2](torch.relu(self.conv3(x))))
-        x = self.pools[3](self.bns[3](torch.relu(self.conv4(x))))
+        x = _bn_pool(self.bns[0], self.pools[0], self.inc1(x))
+        x = _bn_pool(self.bns[1], self.pools[1], self.inc2(x))
+        x = _bn_pool(self.bns[2], self.pools[2], torch.relu(self.conv3(x)))
+        x = _bn_pool(self.bns[3], self.pools[3], torch.relu(self.conv4(x)))
         return self.head(x)
 
 

@@ -65,3 +65,32 @@ def test_pretrained_file_loads_local_weights(tmp_path):
 def test_mesonet_rejects_imagenet_weights():
     with pytest.raises(DfxError, match="--init-from"):
         create_model("meso4", pretrained=True)
+
+
+def _keras_order(net, x):
+    """Meso-4 as published: conv → ReLU → BN → pool in every block (the reference for the eval shortcut)."""
+    for conv, bn, pool in zip(net.convs, net.bns, net.pools):
+        x = pool(bn(torch.relu(conv(x))))
+    return net.head(x)
+
+
+@pytest.mark.parametrize("negative", [False, True])
+def test_meso4_eval_pools_before_batchnorm_only_when_exact(negative):
+    torch.manual_seed(0)
+    net, _ = create_model("meso4", input_size=(32, 32))
+    net.eval()
+    order = []
+    for i, (bn, pool) in enumerate(zip(net.bns, net.pools)):
+        bn.weight.data.uniform_(0.5, 2.0)
+        bn.running_mean.data.normal_()
+        bn.bias.data.normal_()
+        bn.register_forward_hook(lambda *_, i=i: order.append(f"bn{i}"))
+        pool.register_forward_hook(lambda *_, i=i: order.append(f"pool{i}"))
+    if negative:  # a negative scale turns max into min: the shortcut would be wrong, so the Keras order stays
+        net.bns[1].weight.data[0] = -1.0
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        got, want = net(x), _keras_order(net, x)
+    assert torch.equal(got, want)  # bit for bit, not just close
+    assert (order.index("bn1") < order.index("pool1")) == negative
+    assert order.index("pool0") < order.index("bn0")
