@@ -51,6 +51,18 @@ def _load_into(path: Path, spec: PreprocessSpec, buf: np.ndarray, slot: int, max
         return DecodeError(Status.DECODE_ERROR, f"{type(e).__name__}: {e}")
 
 
+def _load_run(paths: list[Path], spec: PreprocessSpec, buf: np.ndarray, first: int,
+              max_pixels: int) -> list[DecodeError | None]:
+    """Decodes consecutive files into consecutive slots: one pool task per run, not per image."""
+    return [_load_into(p, spec, buf, first + i, max_pixels) for i, p in enumerate(paths)]
+
+
+def _task_size(batch_size: int, threads: int) -> int:
+    """Images per decode task: up to 8 (a future per image cost ~10 % of decode-only throughput on 2 cores),
+    but small enough that each batch still feeds every thread."""
+    return max(1, min(8, batch_size // threads))
+
+
 def _yield_to_inference() -> None:
     """Runs in each decode thread: a lower scheduling priority (Linux threads have their own nice value).
 
@@ -98,7 +110,7 @@ def score_files(
     it = iter(files)
 
     def finish(chunk: list[Path], buf: np.ndarray, futures: list[Future]) -> list[Row]:
-        errors = [f.result() for f in futures]
+        errors = [e for f in futures for e in f.result()]
         ok = [i for i, e in enumerate(errors) if e is None]
         logits = _run(backend, buf, ok, len(chunk)) if ok else np.zeros(0)
         free.append(buf)
@@ -112,13 +124,16 @@ def score_files(
                 rows.append(Row(str(path), None, None, err.status, err.message))
         return rows
 
-    with ThreadPoolExecutor(max_workers=threads or default_threads(), thread_name_prefix="dfx-decode",
+    threads = threads or default_threads()
+    step = _task_size(batch_size, threads)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dfx-decode",
                             initializer=_yield_to_inference) as pool:
         while True:
             chunk = list(islice(it, batch_size))
             if chunk:  # depth + 1 buffers and at most depth + 1 pending batches: a free buffer always exists
                 buf = free.popleft()
-                futures = [pool.submit(_load_into, p, spec, buf, i, max_pixels) for i, p in enumerate(chunk)]
+                futures = [pool.submit(_load_run, chunk[i:i + step], spec, buf, i, max_pixels)
+                           for i in range(0, len(chunk), step)]
                 pending.append((chunk, buf, futures))
             if pending and (len(pending) > depth or not chunk):
                 yield from finish(*pending.popleft())

@@ -124,6 +124,17 @@ def test_partial_last_batch_on_fixed_profile(tiny_onnx, bad_corpus):
     np.testing.assert_allclose([r.score for r in rows], free, rtol=1e-6)
 
 
+@pytest.mark.parametrize("batch_size,threads", [(5, 1), (7, 2), (32, 3)])
+def test_each_file_keeps_its_own_row_whatever_the_batching(tiny_onnx, bad_corpus, batch_size, threads):
+    """Decode tasks cover runs of slots: good and bad files interleaved must still land in their own rows."""
+    files = sorted(bad_corpus.values()) * 2
+    with open_backend(tiny_onnx) as be:
+        one_by_one = [(r.path, r.status, r.score) for f in files for r in score_files(be, [f], 1, 1)]
+        rows = [(r.path, r.status, r.score) for r in score_files(be, files, batch_size, threads)]
+    assert [r[:2] for r in rows] == [r[:2] for r in one_by_one]
+    np.testing.assert_allclose([r[2] or -1 for r in rows], [r[2] or -1 for r in one_by_one], rtol=1e-5)
+
+
 def test_runtime_scores_equal_training_evaluation(tiny_checkpoint, tiny_onnx, bad_corpus):
     """The spec really is shared: PyTorch on training's eval path == dfx-infer on the exported ONNX."""
     pytest.importorskip("torch")
