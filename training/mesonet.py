@@ -53,9 +53,9 @@ def _bn_pool(bn: nn.BatchNorm2d, pool: nn.MaxPool2d, x: torch.Tensor) -> torch.T
     """``pool(bn(x))``; in eval mode the pool goes first when that gives the same numbers.
 
     Frozen BatchNorm is a per-channel map ``x * s + t``; with every ``s >= 0`` it is monotone, so it commutes
-    with max-pooling bit for bit, and applied after a 2x2 pool it touches 4x fewer pixels (Meso-4 in exported
-    ONNX runs about 15 % faster on CPU onnxruntime, benchmarks/README.md). Training keeps the Keras order: batch
-    statistics are taken before the pool.
+    with max-pooling bit for bit, and applied after a 2x2 pool it touches 4x fewer pixels (exported Meso-4 runs
+    9-20 % faster on CPU onnxruntime: benchmarks/results/meso4-pool-before-bn-cpu.md). Training keeps the Keras
+    order: batch statistics are taken before the pool.
     """
     if not bn.training and bool((bn.weight >= 0).all()):  # s = weight / sqrt(var + eps): the sign is weight's
         return bn(pool(x))
