@@ -135,6 +135,24 @@ def test_each_file_keeps_its_own_row_whatever_the_batching(tiny_onnx, bad_corpus
     np.testing.assert_allclose([r[2] or -1 for r in rows], [r[2] or -1 for r in one_by_one], rtol=1e-5)
 
 
+def test_reads_ahead_a_bounded_number_of_files(tiny_onnx, bad_corpus):
+    """Memory stays flat: the pipeline pulls at most depth + 1 batches from the input before yielding rows."""
+    pulled = 0
+
+    def many():  # finite, so a pipeline that lists its input first fails the assertion instead of hanging
+        nonlocal pulled
+        for _ in range(10_000):
+            pulled += 1
+            yield bad_corpus["rgb"]
+
+    with open_backend(tiny_onnx) as be:
+        rows = score_files(be, many(), batch_size=4, threads=2, depth=2)
+        for _ in range(20):
+            next(rows)
+            assert pulled <= 20 + (2 + 1) * 4
+        rows.close()
+
+
 def test_runtime_scores_equal_training_evaluation(tiny_checkpoint, tiny_onnx, bad_corpus):
     """The spec really is shared: PyTorch on training's eval path == dfx-infer on the exported ONNX."""
     pytest.importorskip("torch")
