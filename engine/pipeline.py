@@ -58,8 +58,10 @@ def _load_run(paths: list[Path], spec: PreprocessSpec, buf: np.ndarray, first: i
 
 
 def _task_size(batch_size: int, threads: int) -> int:
-    """Images per decode task: up to 8 (a future per image cost ~10 % of decode-only throughput on 2 cores),
-    but small enough that each batch still feeds every thread."""
+    """Images per decode task: up to 8, yet few enough that each batch still feeds every thread.
+
+    A future per image cost about 10 % of decode-only throughput on 2 cores (README, "Pipeline throughput").
+    """
     return max(1, min(8, batch_size // threads))
 
 
