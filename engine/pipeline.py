@@ -106,7 +106,7 @@ def score_files(
     thr = backend.info.threshold if threshold is None else threshold
     batch_size = max(1, min(batch_size, backend.max_batch or batch_size))
     h, w = spec.input_size
-    buffers = [np.empty((batch_size, 3, h, w), np.float32) for _ in range(depth + 1)]
+    buffers = np.empty((depth + 1, batch_size, 3, h, w), np.float32)  # one block: one page-locking call
     free = deque(buffers)
     pending: deque[tuple[list[Path], np.ndarray, list[Future]]] = deque()
     it = iter(files)
@@ -128,8 +128,9 @@ def score_files(
 
     threads = threads or default_threads()
     step = _task_size(batch_size, threads)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dfx-decode",
-                            initializer=_yield_to_inference) as pool:
+    # The pool shuts down (no decode thread writes any more) before the backend lets go of the buffers.
+    with backend.input_buffer(buffers), ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dfx-decode",
+                                                           initializer=_yield_to_inference) as pool:
         while True:
             chunk = list(islice(it, batch_size))
             if chunk:  # depth + 1 buffers and at most depth + 1 pending batches: a free buffer always exists

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,15 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N,) float32 for a float32 NCHW batch whose N is within [min_batch, max_batch]."""
+
+    @contextmanager
+    def input_buffer(self, buf: np.ndarray) -> Iterator[None]:
+        """Scope in which ``infer`` gets batches that are views of ``buf`` (the pipeline's decode target).
+
+        A GPU backend page-locks ``buf`` for the scope, so batches go to the device without a staging copy;
+        the default does nothing.
+        """
+        yield
 
     def close(self) -> None:
         """Releases device memory and sessions."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from dfx.engine.backends.base import Backend
 from dfx.engine.cli import main
 from dfx.engine.pipeline import score_files
 from dfx.engine.select import open_backend
@@ -103,11 +104,15 @@ def test_recursive_and_symlink_loops(tiny_onnx, bad_corpus, tmp_path):
     assert [r["path"] for r in csv.DictReader(out.open())] == [str(root / "a.jpg"), str(root / "sub" / "b.png")]
 
 
-class FixedProfile:
+class FixedProfile(Backend):
     """An onnxruntime backend pretending to be an engine with a fixed batch profile of exactly 4."""
 
     def __init__(self, inner):
+        super().__init__(inner.path)
         self.inner, self.info, self.min_batch, self.max_batch, self.calls = inner, inner.info, 4, 4, []
+
+    def activate(self):
+        pass
 
     def infer(self, batch):
         self.calls.append(len(batch))

@@ -16,10 +16,23 @@ from .._fakes import fake_plan
 
 class FakeCudart:
     cudaStreamNonBlocking = 1
+    cudaHostRegisterDefault = 0
     cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
 
     def __init__(self):
-        self.live, self.freed, self.copies = {}, [], []
+        self.live, self.freed, self.copies, self.sources = {}, [], [], []
+        self.registered, self.register_log = {}, []
+        self.register_error = 0
+
+    def cudaHostRegister(self, ptr, size, flags):
+        if not self.register_error:
+            self.registered[ptr] = size
+            self.register_log.append(ptr)
+        return (self.register_error,)
+
+    def cudaHostUnregister(self, ptr):
+        del self.registered[ptr]
+        return (0,)
 
     def _alloc(self, n):
         buf = ctypes.create_string_buffer(n)
@@ -37,6 +50,7 @@ class FakeCudart:
     def cudaMemcpyAsync(self, dst, src, n, kind, stream):
         ctypes.memmove(int(dst), int(src), n)
         self.copies.append((kind, n))
+        self.sources.append(int(src))
         return (0,)
 
     def cudaGetDeviceCount(self):
@@ -132,3 +146,25 @@ def test_scan_through_the_engine_pads_the_last_batch(fake_gpu, tiny_onnx, bad_co
     scan(files, engine=tiny_onnx, output=str(tmp_path / "ort.csv"), progress=False)
     assert s_trt.backend.startswith("tensorrt") and s_trt.scored == 5
     assert (tmp_path / "trt.csv").read_text() == (tmp_path / "ort.csv").read_text()
+
+
+@pytest.mark.parametrize("register_error", [0, 1])
+def test_pipeline_buffers_go_to_the_gpu_without_a_staging_copy(fake_gpu, tiny_onnx, bad_corpus, register_error):
+    from dfx.engine.pipeline import score_files
+
+    plan, cudart = fake_gpu
+    cudart.register_error = register_error  # a refused page-lock falls back to staging, same scores
+    files = [bad_corpus[k] for k in ("rgb", "cmyk", "grayscale", "rgba", "palette")]
+    with open_backend(tiny_onnx) as ref:
+        want = [r.score for r in score_files(ref, files, batch_size=4)]
+    with open_backend(plan) as be:
+        got = [r.score for r in score_files(be, files, batch_size=4)]
+        staging = be._host["input"].ctypes.data
+        assert not cudart.registered  # unlocked when the scan ends
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    h2d = [src for (kind, _), src in zip(cudart.copies, cudart.sources) if kind == 1]
+    if register_error:
+        assert h2d == [staging, staging] and not cudart.register_log
+    else:  # 5 files, profile max 4: a full batch straight from the locked block, then 1 padded to 2 (staged)
+        (block,) = cudart.register_log
+        assert block <= h2d[0] < block + 4 * 4 * 3 * 32 * 32 * 4 and h2d[1] == staging
