@@ -13,10 +13,11 @@ from typing import IO
 from .decode import Status
 from .default_model import default_model_path
 from .inputs import iter_inputs
+from .output_record import OutputRecord, claim_output
 from .pipeline import score_files
 from .progress import progress_bar
 from .select import open_backend
-from .writers import already_scored, format_for, open_writer
+from .writers import already_scored, appends, format_for, open_writer
 
 __all__ = ["scan", "ScanSummary"]
 
@@ -92,8 +93,12 @@ def scan(
                 else:
                     yield f
         files = unseen(files)
-    be = open_backend(engine or default_model_path(), backend)
+    artifact = engine or default_model_path()
+    be = open_backend(artifact, backend)
     summary.backend, summary.model = f"{be.name} ({be.device})", be.info.arch
+    if output is not None:
+        record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact)
+        claim_output(output, record, appending=appends(output, resume))
     writer = open_writer(output, fmt, resume=resume, stdout=stdout)
     bar = progress_bar(unit="img", desc="scoring", enabled=progress)
     t0 = time.perf_counter()

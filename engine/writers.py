@@ -17,7 +17,7 @@ from typing import IO
 from .errors import DfxError
 from .pipeline import Row
 
-__all__ = ["FIELDS", "FORMATS", "open_writer", "format_for", "already_scored"]
+__all__ = ["FIELDS", "FORMATS", "open_writer", "format_for", "already_scored", "appends"]
 
 FIELDS = ("path", "score", "label", "status", "error")
 FORMATS = ("table", "csv", "jsonl", "json")
@@ -133,16 +133,19 @@ def already_scored(output: Path, fmt: str) -> set[str]:
         return {json.loads(line)["path"] for line in f if line.strip()}
 
 
+def appends(output: str | None, resume: bool) -> bool:
+    """True when a run writes after rows already in ``output`` (``--resume`` on a non-empty file)."""
+    return bool(resume and output and Path(output).is_file() and Path(output).stat().st_size > 0)
+
+
 def open_writer(output: str | None, fmt: str, resume: bool = False, stdout: IO[str] | None = None) -> _Writer:
     """A writer for ``fmt`` on ``output`` (stdout when None); ``resume`` appends to an existing file."""
+    append = appends(output, resume)
     if output is None:
         f: IO[str] = stdout or sys.stdout
-        append = False
     else:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        append = resume and path.is_file() and path.stat().st_size > 0
-        f = open(path, "a" if append else "w", encoding="utf-8", newline="")
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        f = open(output, "a" if append else "w", encoding="utf-8", newline="")
     writer = {"table": lambda: _Table(f), "csv": lambda: _Csv(f, header=not append), "jsonl": lambda: _Jsonl(f),
               "json": lambda: _Json(f)}[fmt]()
     writer.owns_file = output is not None

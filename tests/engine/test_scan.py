@@ -77,6 +77,28 @@ def test_resume_skips_scored_paths_and_repairs_a_torn_line(bad_corpus, tiny_onnx
     assert "2 already in the output" in r.output
 
 
+def test_resume_refuses_to_mix_models_or_thresholds(bad_corpus, tiny_onnx, tmp_path):
+    out, record = tmp_path / "s.csv", tmp_path / "s.csv.dfx.json"
+    assert _run(bad_corpus["rgb"], "--engine", tiny_onnx, "-o", out).exit_code == 0
+    written = json.loads(record.read_text())
+    assert written["model"] == "meso4" and written["artifact"] == str(tiny_onnx)
+    before = out.read_text()
+    r = _run(bad_corpus["cmyk"], "-o", out, "--resume")  # the bundled model is another meso4
+    assert r.exit_code == 1 and "another model" in r.output and str(tiny_onnx) in r.output
+    r = _run(bad_corpus["cmyk"], "--engine", tiny_onnx, "-o", out, "--resume", "--threshold", "0.99")
+    assert r.exit_code == 1 and f"--threshold {written['threshold']}" in r.output
+    assert out.read_text() == before  # refused before a row was written
+    # the same model from another file (its FP16 ONNX or engine carry the same record) may resume
+    copy = tmp_path / "elsewhere.onnx"
+    copy.write_bytes(tiny_onnx.read_bytes())
+    assert _run(bad_corpus["cmyk"], "--engine", copy, "-o", out, "--resume").exit_code == 0
+    # an output without a record (written by hand, or by an older dfx) resumes with a warning
+    record.unlink()
+    r = _run(bad_corpus["gray16"], "--engine", tiny_onnx, "-o", out, "--resume")
+    assert r.exit_code == 0 and "no record of the model" in r.output
+    assert len(list(csv.DictReader(out.open()))) == 3 and record.is_file()
+
+
 def test_resume_refuses_json(tiny_onnx, bad_corpus, tmp_path):
     out = tmp_path / "s.json"
     out.write_text("[]")
