@@ -99,6 +99,32 @@ def test_resume_refuses_to_mix_models_or_thresholds(bad_corpus, tiny_onnx, tmp_p
     assert len(list(csv.DictReader(out.open()))) == 3 and record.is_file()
 
 
+def test_interrupted_scan_keeps_its_rows_and_resumes_to_the_same_result(bad_corpus, tiny_onnx, tmp_path,
+                                                                          monkeypatch):
+    from dfx.engine.backends.onnxruntime_backend import OnnxRuntimeCPUBackend
+
+    good = [bad_corpus[k] for k in ("rgb", "rgb_png", "rgb_webp", "rgb_bmp", "cmyk", "grayscale", "palette")]
+    whole, cut = tmp_path / "whole.csv", tmp_path / "cut.csv"
+    assert _run(*good, "--engine", tiny_onnx, "-o", whole, "-b", 2).exit_code == 0
+    real_infer, calls = OnnxRuntimeCPUBackend.infer, []
+
+    def ctrl_c_on_third_batch(self, batch):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_infer(self, batch)
+
+    monkeypatch.setattr(OnnxRuntimeCPUBackend, "infer", ctrl_c_on_third_batch)
+    r = _run(*good, "--engine", tiny_onnx, "-o", cut, "-b", 2)
+    assert r.exit_code == 130 and "interrupted" in r.output
+    kept = list(csv.DictReader(cut.open()))
+    assert len(kept) == 4 and cut.read_text().endswith("\n")  # two whole batches, no torn row
+    monkeypatch.setattr(OnnxRuntimeCPUBackend, "infer", real_infer)
+    r = _run(*good, "--engine", tiny_onnx, "-o", cut, "-b", 2, "--resume")
+    assert r.exit_code == 0 and "4 already in the output" in r.output
+    assert cut.read_text() == whole.read_text()
+
+
 def test_resume_refuses_json(tiny_onnx, bad_corpus, tmp_path):
     out = tmp_path / "s.json"
     out.write_text("[]")
