@@ -96,10 +96,11 @@ def scan(
     artifact = engine or default_model_path()
     be = open_backend(artifact, backend)
     summary.backend, summary.model = f"{be.name} ({be.device})", be.info.arch
+    append = appends(output, resume)
     if output is not None:
         record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact)
-        claim_output(output, record, appending=appends(output, resume))
-    writer = open_writer(output, fmt, resume=resume, stdout=stdout)
+        claim_output(output, record, appending=append)
+    writer = open_writer(output, fmt, append=append, stdout=stdout)
     bar = progress_bar(unit="img", desc="scoring", enabled=progress)
     t0 = time.perf_counter()
     try:

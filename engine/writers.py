@@ -135,12 +135,11 @@ def already_scored(output: Path, fmt: str) -> set[str]:
 
 def appends(output: str | None, resume: bool) -> bool:
     """True when a run writes after rows already in ``output`` (``--resume`` on a non-empty file)."""
-    return bool(resume and output and Path(output).is_file() and Path(output).stat().st_size > 0)
+    return bool(resume and output and os.path.isfile(output) and os.path.getsize(output) > 0)
 
 
-def open_writer(output: str | None, fmt: str, resume: bool = False, stdout: IO[str] | None = None) -> _Writer:
-    """A writer for ``fmt`` on ``output`` (stdout when None); ``resume`` appends to an existing file."""
-    append = appends(output, resume)
+def open_writer(output: str | None, fmt: str, append: bool = False, stdout: IO[str] | None = None) -> _Writer:
+    """A writer for ``fmt`` on ``output`` (stdout when None); ``append`` continues a file (see :func:`appends`)."""
     if output is None:
         f: IO[str] = stdout or sys.stdout
     else:

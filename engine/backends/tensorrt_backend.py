@@ -142,11 +142,12 @@ class TensorRTBackend(Backend):
             log.debug("cudaHostRegister failed (%s); batches are staged through a pinned copy", err)
             yield
             return
-        self._locked.append((ptr, ptr + buf.nbytes))
+        span = (ptr, ptr + buf.nbytes)
+        self._locked.append(span)
         try:
             yield
         finally:
-            self._locked.remove((ptr, ptr + buf.nbytes))
+            self._locked.remove(span)
             cudart.cudaHostUnregister(ptr)
 
     def _page_locked(self, batch: np.ndarray) -> bool:
