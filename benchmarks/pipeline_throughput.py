@@ -25,7 +25,7 @@ import numpy as np
 
 from dfx.engine.backends.base import Backend
 from dfx.engine.inputs import list_images
-from dfx.engine.pipeline import default_threads, score_files
+from dfx.engine.pipeline import default_workers, score_files
 from dfx.engine.scan import scan
 from dfx.engine.select import open_backend
 
@@ -112,7 +112,7 @@ def main() -> None:
     p.add_argument("--models", default="meso4,efficientnet_b0,xception")
     p.add_argument("--weights", default=Path("weights"), type=Path)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=default_threads())
+    p.add_argument("--threads", type=int, default=default_workers())
     p.add_argument("--limit", type=int, default=1000, help="use at most this many files")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per model (medians are reported)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/pipeline-cpu"))

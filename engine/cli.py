@@ -8,7 +8,7 @@ import click
 
 from dfx.cli_common import run_cli, setup_logging
 
-from .pipeline import default_threads
+from .decode_pool import DECODE_MODES, PROCESS_MIN_CPUS, default_workers
 from .select import BACKEND_CHOICES
 from .writers import FIELDS, FORMATS
 
@@ -35,19 +35,25 @@ has a row with its status), 1 usage error.""")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders.")
 @click.option("--resume", is_flag=True, help="Skip files already in --output and append to it.")
 @click.option("-b", "--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--threads", type=click.IntRange(1), help=f"Decode threads [default: {default_threads()}].")
+@click.option("--decode", type=click.Choice(DECODE_MODES), default="auto", show_default=True,
+              help=f"Decode workers: threads, or processes over shared memory (scale with cores); auto = processes "
+                   f"from {PROCESS_MIN_CPUS} usable CPUs on.")
+@click.option("--threads", type=click.IntRange(1), help=f"Decode workers [default: {default_workers()}].")
+@click.option("--fp16/--no-fp16", default=True, show_default=True,
+              help="On a GPU, run NAME.fp16.onnx when it lies beside the NAME.onnx given.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="P(fake) threshold for the label column.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
 @run_cli
-def main(inputs, engine, backend, output, fmt, recursive, resume, batch_size, threads, threshold, progress,
-         quiet) -> None:
+def main(inputs, engine, backend, output, fmt, recursive, resume, batch_size, decode, threads, fp16, threshold,
+         progress, quiet) -> None:
     """Score face images in INPUTS (files and folders) for being deepfakes."""
     from .scan import scan
 
     setup_logging(quiet=quiet)
     summary = scan(inputs, engine=engine, backend=backend, output=output, fmt=fmt, recursive=recursive,
-                   resume=resume, batch_size=batch_size, threads=threads, threshold=threshold, progress=progress)
+                   resume=resume, batch_size=batch_size, threads=threads, threshold=threshold, progress=progress,
+                   decode=decode, fp16=fp16)
     if not quiet:
         click.echo(summary.line(), err=True)
     sys.exit(2 if summary.failed else 0)

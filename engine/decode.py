@@ -35,6 +35,7 @@ class Status:
     TOO_LARGE = "too_large"
     UNREADABLE = "unreadable"
     DECODE_ERROR = "decode_error"
+    MODEL_ERROR = "model_error"  # the model's output for this image was not a finite number
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from .decode import Status
+from .decode_pool import resolve_decode_mode
 from .default_model import default_model_path
 from .inputs import iter_inputs
 from .output_record import OutputRecord, claim_output
@@ -64,6 +65,8 @@ def scan(
     threshold: float | None = None,
     progress: bool | None = None,
     stdout: IO[str] | None = None,
+    decode: str = "auto",
+    fp16: bool = True,
 ) -> ScanSummary:
     """Scores every image under ``inputs`` and writes one row per file.
 
@@ -76,10 +79,12 @@ def scan(
         recursive: descend into subfolders.
         resume: skip paths already in ``output`` and append.
         batch_size: images per inference call.
-        threads: decode threads.
+        threads: decode workers (threads or processes, see ``decode``).
         threshold: overrides the model's P(fake) threshold for the label column.
         progress: show a progress bar (default: when stderr is a terminal).
         stdout: stream for stdout output (tests).
+        decode: decode workers: ``auto``, ``threads`` or ``processes``.
+        fp16: on a GPU, run ``NAME.fp16.onnx`` when it lies beside the ``NAME.onnx`` given.
     """
     fmt = format_for(output, fmt)
     done = already_scored(Path(output), fmt) if resume and output else set()
@@ -94,8 +99,10 @@ def scan(
                     yield f
         files = unseen(files)
     artifact = engine or default_model_path()
-    be = open_backend(artifact, backend)
-    summary.backend, summary.model = f"{be.name} ({be.device})", be.info.arch
+    be = open_backend(artifact, backend, fp16=fp16)
+    decode = resolve_decode_mode(decode)
+    summary.backend = f"{be.name} ({be.device}), {decode} decoding"
+    summary.model = f"{be.info.arch} from {be.path.name}"
     append = appends(output, resume)
     if output is not None:
         record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact)
@@ -105,7 +112,7 @@ def scan(
     t0 = time.perf_counter()
     try:
         with be:
-            for i, row in enumerate(score_files(be, files, batch_size, threads, threshold)):
+            for i, row in enumerate(score_files(be, files, batch_size, threads, threshold, decode=decode)):
                 writer.write(row)
                 if row.status == Status.OK:
                     summary.scored += 1

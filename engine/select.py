@@ -5,40 +5,68 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .artifact import read_onnx_info
 from .backends import BACKENDS, Backend, get_backend_class
 from .errors import DfxError
 from .sidecar import EngineSidecar
 
-__all__ = ["open_backend", "BACKEND_CHOICES"]
+__all__ = ["open_backend", "BACKEND_CHOICES", "fp16_sibling"]
 
 log = logging.getLogger("dfx.engine")
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
-def _onnx_backend(path: Path, backend: str, threads: int | None) -> Backend:
+def fp16_sibling(path: Path) -> Path | None:
+    """``NAME.fp16.onnx`` beside ``NAME.onnx``, when it exists."""
+    if path.name.lower().endswith(".fp16.onnx"):
+        return None
+    sibling = path.with_name(path.name[: -len(path.suffix)] + ".fp16.onnx")
+    return sibling if sibling.is_file() else None
+
+
+def _cuda_backend(path: Path, threads: int | None, fp16: bool) -> Backend:
+    """onnxruntime on CUDA; with ``fp16``, the FP16 export of the same model when it lies beside ``path``."""
+    cls = get_backend_class("onnxruntime-cuda")
+    sibling = fp16_sibling(path) if fp16 else None
+    if sibling is not None:
+        be = cls(sibling, threads=threads)
+        if be.info.to_dict() == read_onnx_info(path).to_dict():
+            log.info("running %s on the GPU (the FP16 export of %s; --no-fp16 runs the FP32 one)",
+                     sibling.name, path.name)
+            return be
+        log.warning("%s does not carry the same dfx record as %s; running %s", sibling.name, path.name, path.name)
+    return cls(path, threads=threads)
+
+
+def _onnx_backend(path: Path, backend: str, threads: int | None, fp16: bool) -> Backend:
     if backend == "auto":
         from .backends.onnxruntime_backend import cuda_provider_available
 
         if cuda_provider_available():
             try:
-                return get_backend_class("onnxruntime-cuda")(path, threads=threads)
+                return _cuda_backend(path, threads, fp16)
             except DfxError as e:
                 log.warning("%s; using onnxruntime on the CPU", e)
         backend = "onnxruntime-cpu"
+    if backend == "onnxruntime-cuda":
+        return _cuda_backend(path, threads, fp16)
     return get_backend_class(backend)(path, threads=threads)
 
 
-def open_backend(artifact: str | Path, backend: str = "auto", threads: int | None = None) -> Backend:
+def open_backend(artifact: str | Path, backend: str = "auto", threads: int | None = None,
+                 fp16: bool = True) -> Backend:
     """Builds (does not activate) the backend that runs ``artifact``.
 
     ``.plan`` → TensorRT; when TensorRT or the GPU is missing and ``backend`` is ``auto``, falls back to
     onnxruntime on the CPU with the ONNX named in the engine's sidecar, and says so once. ``.onnx`` →
-    onnxruntime, CUDA when ``onnxruntime-gpu`` and a GPU are there, else CPU.
+    onnxruntime, CUDA when ``onnxruntime-gpu`` and a GPU are there, else CPU. On CUDA the FP16 export
+    ``NAME.fp16.onnx`` runs instead of ``NAME.onnx`` when it lies beside it and carries the same dfx record.
 
     Args:
         artifact: a ``.plan`` engine or an ``.onnx`` file written by dfx-export.
         backend: ``auto`` or a name from :data:`BACKEND_CHOICES`.
         threads: CPU threads for onnxruntime (default: physical cores).
+        fp16: prefer the FP16 sibling on CUDA (see above).
     """
     path = Path(artifact)
     if backend not in BACKEND_CHOICES:
@@ -60,10 +88,10 @@ def open_backend(artifact: str | Path, backend: str = "auto", threads: int | Non
                     raise DfxError(f"{e}, and the fallback ONNX {onnx} named in the sidecar is missing") from e
                 log.warning("%s: falling back to onnxruntime on the CPU with %s", e, onnx.name)
                 return get_backend_class("onnxruntime-cpu")(onnx, threads=threads)
-        return _onnx_backend(EngineSidecar.load(path).fallback_onnx(path), backend, threads)
+        return _onnx_backend(EngineSidecar.load(path).fallback_onnx(path), backend, threads, fp16)
     if suffix == ".onnx":
         if backend == "tensorrt":
             raise DfxError(f"{path} is an ONNX file; build a TensorRT engine from it with dfx-export --engine, "
                            f"or pick an onnxruntime backend")
-        return _onnx_backend(path, backend, threads)
+        return _onnx_backend(path, backend, threads, fp16)
     raise DfxError(f"{path}: unknown model type {suffix!r}; give a .plan (TensorRT) or .onnx file")

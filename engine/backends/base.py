@@ -42,6 +42,14 @@ class Backend(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N,) float32 for a float32 NCHW batch whose N is within [min_batch, max_batch]."""
 
+    def prepare(self, batch_size: int) -> int:
+        """Tells an activated backend the batch size of the coming run; returns the size it will be called with.
+
+        A backend that plans per input shape (onnxruntime's CUDA provider) fixes its shape here, so padding keeps
+        every call at that one shape, and warms it up, so the plan is built before the first real batch.
+        """
+        return batch_size
+
     @contextmanager
     def input_buffer(self, buf: np.ndarray) -> Iterator[None]:
         """Scope in which ``infer`` gets batches that are views of ``buf`` (the pipeline's decode target).

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import DfxError, MissingDependencyError
 from ..sidecar import EngineSidecar
 from .base import Backend
+from .pinned import page_locked
 
 __all__ = ["TensorRTBackend", "gpu_identity", "TensorRTUnavailable"]
 
@@ -135,20 +136,16 @@ class TensorRTBackend(Backend):
     @contextmanager
     def input_buffer(self, buf: np.ndarray) -> Iterator[None]:
         """Page-locks the pipeline's batch buffers, so ``infer`` copies views of them straight to the GPU."""
-        _, cudart = _modules()
-        ptr = buf.ctypes.data
-        err = cudart.cudaHostRegister(ptr, buf.nbytes, cudart.cudaHostRegisterDefault)[0]
-        if int(err) != 0:  # not fatal: infer stages batches through its own pinned buffer instead
-            log.debug("cudaHostRegister failed (%s); batches are staged through a pinned copy", err)
-            yield
-            return
-        span = (ptr, ptr + buf.nbytes)
-        self._locked.append(span)
-        try:
-            yield
-        finally:
-            self._locked.remove(span)
-            cudart.cudaHostUnregister(ptr)
+        with page_locked(buf, _modules()[1]) as locked:
+            if not locked:  # infer stages batches through its own pinned buffer instead
+                yield
+                return
+            span = (buf.ctypes.data, buf.ctypes.data + buf.nbytes)
+            self._locked.append(span)
+            try:
+                yield
+            finally:
+                self._locked.remove(span)
 
     def _page_locked(self, batch: np.ndarray) -> bool:
         start = batch.ctypes.data

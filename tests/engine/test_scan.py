@@ -13,6 +13,8 @@ from dfx.engine.select import open_backend
 
 from ..conftest import EXPECTED_STATUS
 
+CPU = "onnxruntime-cpu"  # tests that compare against CPU scores pin it; a GPU machine would pick CUDA
+
 
 def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -99,13 +101,14 @@ def test_resume_refuses_to_mix_models_or_thresholds(bad_corpus, tiny_onnx, tmp_p
     assert len(list(csv.DictReader(out.open()))) == 3 and record.is_file()
 
 
+@pytest.mark.parametrize("decode", ["threads", "processes"])
 def test_interrupted_scan_keeps_its_rows_and_resumes_to_the_same_result(bad_corpus, tiny_onnx, tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch, decode):
     from dfx.engine.backends.onnxruntime_backend import OnnxRuntimeCPUBackend
 
     good = [bad_corpus[k] for k in ("rgb", "rgb_png", "rgb_webp", "rgb_bmp", "cmyk", "grayscale", "palette")]
     whole, cut = tmp_path / "whole.csv", tmp_path / "cut.csv"
-    assert _run(*good, "--engine", tiny_onnx, "-o", whole, "-b", 2).exit_code == 0
+    assert _run(*good, "--engine", tiny_onnx, "--backend", CPU, "-o", whole, "-b", 2).exit_code == 0
     real_infer, calls = OnnxRuntimeCPUBackend.infer, []
 
     def ctrl_c_on_third_batch(self, batch):
@@ -115,14 +118,15 @@ def test_interrupted_scan_keeps_its_rows_and_resumes_to_the_same_result(bad_corp
         return real_infer(self, batch)
 
     monkeypatch.setattr(OnnxRuntimeCPUBackend, "infer", ctrl_c_on_third_batch)
-    r = _run(*good, "--engine", tiny_onnx, "-o", cut, "-b", 2)
+    r = _run(*good, "--engine", tiny_onnx, "--backend", CPU, "--decode", decode, "-o", cut, "-b", 2)
     assert r.exit_code == 130 and "interrupted" in r.output
     kept = list(csv.DictReader(cut.open()))
     assert len(kept) == 4 and cut.read_text().endswith("\n")  # two whole batches, no torn row
     monkeypatch.setattr(OnnxRuntimeCPUBackend, "infer", real_infer)
-    r = _run(*good, "--engine", tiny_onnx, "-o", cut, "-b", 2, "--resume")
+    r = _run(*good, "--engine", tiny_onnx, "--backend", CPU, "--decode", decode, "-o", cut, "-b", 2, "--resume")
     assert r.exit_code == 0 and "4 already in the output" in r.output
     assert cut.read_text() == whole.read_text()
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"dfx-decode-{os.getpid()}-")]
 
 
 def test_resume_refuses_json(tiny_onnx, bad_corpus, tmp_path):
@@ -169,7 +173,7 @@ class FixedProfile(Backend):
 
 def test_partial_last_batch_on_fixed_profile(tiny_onnx, bad_corpus):
     files = [bad_corpus[k] for k in ("rgb", "cmyk", "grayscale", "rgba", "palette", "exif_rotated")]
-    with open_backend(tiny_onnx) as be:
+    with open_backend(tiny_onnx, CPU) as be:
         free = [r.score for r in score_files(be, files, batch_size=8)]
         fixed = FixedProfile(be)
         rows = list(score_files(fixed, files, batch_size=32))
@@ -181,14 +185,15 @@ def test_partial_last_batch_on_fixed_profile(tiny_onnx, bad_corpus):
 def test_each_file_keeps_its_own_row_whatever_the_batching(tiny_onnx, bad_corpus, batch_size, threads):
     """Decode tasks cover runs of slots: good and bad files interleaved must still land in their own rows."""
     files = sorted(bad_corpus.values()) * 2
-    with open_backend(tiny_onnx) as be:
+    with open_backend(tiny_onnx, CPU) as be:
         one_by_one = [(r.path, r.status, r.score) for f in files for r in score_files(be, [f], 1, 1)]
         rows = [(r.path, r.status, r.score) for r in score_files(be, files, batch_size, threads)]
     assert [r[:2] for r in rows] == [r[:2] for r in one_by_one]
     np.testing.assert_allclose([r[2] or -1 for r in rows], [r[2] or -1 for r in one_by_one], rtol=1e-5)
 
 
-def test_reads_ahead_a_bounded_number_of_files(tiny_onnx, bad_corpus):
+@pytest.mark.parametrize("decode", ["threads", "processes"])
+def test_reads_ahead_a_bounded_number_of_files(tiny_onnx, bad_corpus, decode):
     """Memory stays flat: the pipeline pulls at most depth + 1 batches from the input before yielding rows."""
     pulled = 0
 
@@ -198,8 +203,8 @@ def test_reads_ahead_a_bounded_number_of_files(tiny_onnx, bad_corpus):
             pulled += 1
             yield bad_corpus["rgb"]
 
-    with open_backend(tiny_onnx) as be:
-        rows = score_files(be, many(), batch_size=4, threads=2, depth=2)
+    with open_backend(tiny_onnx, CPU) as be:
+        rows = score_files(be, many(), batch_size=4, workers=2, depth=2, decode=decode)
         for _ in range(20):
             next(rows)
             assert pulled <= 20 + (2 + 1) * 4
@@ -215,7 +220,7 @@ def test_runtime_scores_equal_training_evaluation(tiny_checkpoint, tiny_onnx, ba
     files = [bad_corpus[k] for k in ("rgb", "cmyk", "gray16", "exif_rotated", "animated", "palette_transparent")]
     model, info = load_checkpoint(tiny_checkpoint)
     train_side = predict(model, files, info.spec)
-    with open_backend(tiny_onnx) as be:
+    with open_backend(tiny_onnx, CPU) as be:
         runtime = [r.score for r in score_files(be, files, batch_size=4)]
     np.testing.assert_allclose(runtime, train_side, atol=1e-5)
 

@@ -1,0 +1,308 @@
+"""Decode worker processes writing into shared memory: decoding that scales with cores and survives bad files.
+
+The parent creates one shared-memory block holding every batch buffer; each worker maps it once at start and
+decodes runs of files straight into their slots, so pixels never cross a pipe: per file a worker sends back one
+small message (None, or the error's status and message). A dispatcher thread in the parent hands runs to idle
+workers and watches them:
+
+- a worker that dies (a codec crash, the OOM killer) costs the file it was on an error row; it is replaced and
+  the rest of its run goes to the next free worker;
+- a worker that spends more than ``file_timeout`` seconds on one file (a hung network mount, a pathological
+  image) is killed, with the same outcome;
+- Ctrl-C reaches only the parent (workers ignore SIGINT); closing the pool stops the workers and unlinks the
+  block, so nothing is left in /dev/shm. If the parent is killed outright, the workers see their pipe close and
+  exit, and multiprocessing's resource tracker unlinks the block.
+
+Workers come from a fork server (spawn where there is none): forking the parent itself is unsafe once it runs
+onnxruntime or CUDA threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import secrets
+import signal
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing import shared_memory
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .decode import DecodeError, Status
+from .decode_pool import DecodePool, LoadFn, lower_priority
+from .errors import DfxError
+from .spec import PreprocessSpec
+
+__all__ = ["ProcessDecodePool", "DEFAULT_FILE_TIMEOUT", "SHM_PREFIX"]
+
+log = logging.getLogger("dfx.engine")
+
+DEFAULT_FILE_TIMEOUT = 120.0  # seconds on one file before its worker is declared hung (a 100 MP PNG takes ~2 s)
+SHM_PREFIX = "dfx-decode-"  # shared-memory block names, so a leftover is easy to recognise in /dev/shm
+_START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+_MAX_START_FAILURES = 3  # workers that die before they are ready: past this the pool gives up with an error
+_READY = "ready"
+_TICK = 0.25  # seconds between hang checks while nothing else happens
+
+
+def _worker_main(conn: Connection, shm_name: str, shape: tuple[int, ...], spec: PreprocessSpec, max_pixels: int,
+                 load: LoadFn) -> None:
+    """A worker's life: map the buffers, then decode runs of files until told to stop or the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    lower_priority()
+    shm = shared_memory.SharedMemory(name=shm_name)
+    try:
+        _serve(conn, np.ndarray(shape, np.float32, buffer=shm.buf), spec, max_pixels, load)
+    finally:
+        shm.close()
+
+
+def _serve(conn: Connection, buffers: np.ndarray, spec: PreprocessSpec, max_pixels: int, load: LoadFn) -> None:
+    conn.send(_READY)
+    try:
+        while (task := conn.recv()) is not None:
+            buffer, first, paths = task
+            for i, path in enumerate(paths):
+                err = load(path, spec, buffers[buffer, first + i], max_pixels)
+                conn.send(None if err is None else (err.status, err.message))
+    except (EOFError, OSError):  # the parent is gone
+        pass
+
+
+@dataclass
+class _Run:
+    """Files to decode into consecutive slots; ``done`` of them are reported (also where a resent run starts)."""
+
+    future: Future
+    buffer: int
+    first: int
+    paths: list[Path]
+    errors: list[DecodeError | None] = field(default_factory=list)
+    done: int = 0
+
+    def record(self, err: DecodeError | None) -> bool:
+        """Records the next file's outcome; True when the run is complete."""
+        self.errors.append(err)
+        self.done += 1
+        return self.done == len(self.paths)
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    ready: bool = False
+    run: _Run | None = None
+    since: float = field(default_factory=time.monotonic)  # last sign of progress on the current file
+
+
+def _why(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
+
+
+class ProcessDecodePool(DecodePool):
+    """Decode worker processes over a shared-memory block (see the module docstring).
+
+    Args:
+        file_timeout: seconds a worker may spend on one file before it is killed and the file gets an error row.
+        (others: see :class:`DecodePool`).
+
+    Raises:
+        DfxError: when shared memory cannot hold the buffers (a small /dev/shm, common in containers).
+    """
+
+    mode = "processes"
+
+    def __init__(self, *args, file_timeout: float = DEFAULT_FILE_TIMEOUT, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.file_timeout = file_timeout
+        nbytes = int(np.prod(self.shape)) * 4
+        _check_shm_space(nbytes)
+        self._shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}",
+                                               create=True, size=nbytes)
+        self.buffers = np.ndarray(self.shape, np.float32, buffer=self._shm.buf)
+        self._ctx = mp.get_context(_START_METHOD)
+        if _START_METHOD == "forkserver":
+            self._ctx.set_forkserver_preload([__name__])  # numpy, Pillow and dfx imported once, not per worker
+        self._queue: deque[_Run] = deque()  # appended by submit (any thread), popped by the dispatcher only
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._start_failures = 0
+        self._closed = False
+        try:
+            self._workers = [self._spawn() for _ in range(self.workers)]
+        except BaseException:
+            self._release()
+            raise
+        self._thread = threading.Thread(target=self._dispatch, name="dfx-decode-dispatch", daemon=True)
+        self._thread.start()
+
+    # --- the caller's side -------------------------------------------------------------------------------------
+    def submit(self, paths, buffer: int, first: int) -> Future:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise RuntimeError("submit on a closed decode pool")
+        run = _Run(Future(), buffer, first, [Path(p) for p in paths])
+        self._queue.append(run)
+        self._wake_w.send_bytes(b"")
+        return run.future
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = self._stopping = True
+        self._wake_w.send_bytes(b"")
+        self._thread.join()
+        for run in [*self._queue, *(w.run for w in self._workers if w.run is not None)]:
+            run.future.cancel()
+        self._queue.clear()
+        self._release()
+
+    # --- the dispatcher thread ---------------------------------------------------------------------------------
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_main, name="dfx-decode", daemon=True,
+                                 args=(child, self._shm.name, self.shape, self.spec, self.max_pixels, self.load))
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def _dispatch(self) -> None:
+        try:
+            while not self._stopping:
+                self._assign()
+                by_conn = {w.conn: w for w in self._workers}
+                by_sentinel = {w.proc.sentinel: w for w in self._workers}
+                for obj in wait([self._wake_r, *by_conn, *by_sentinel], timeout=_TICK):
+                    if obj is self._wake_r:
+                        while self._wake_r.poll():
+                            self._wake_r.recv_bytes()
+                    elif obj in by_conn:
+                        self._receive(by_conn[obj])
+                    elif by_sentinel[obj] in self._workers:  # not already replaced via its pipe
+                        self._receive(by_sentinel[obj])
+                        if by_sentinel[obj] in self._workers:
+                            self._replace(by_sentinel[obj], None)
+                self._check_hangs()
+        except BaseException as e:  # noqa: BLE001 - surfaces in the caller through every pending future
+            self._error = e if isinstance(e, DfxError) else DfxError(f"decode workers failed: {e!r}")
+            for run in [*self._queue, *(w.run for w in self._workers if w.run is not None)]:
+                if not run.future.done():
+                    run.future.set_exception(self._error)
+            self._queue.clear()
+        finally:
+            self._stop_workers()
+
+    def _assign(self) -> None:
+        for w in self._workers:
+            if not self._queue:
+                return
+            if w.ready and w.run is None:
+                run = self._queue.popleft()
+                try:
+                    w.conn.send((run.buffer, run.first + run.done, run.paths[run.done:]))
+                except OSError:  # died since its last message: the sentinel reports it; the run waits for another
+                    self._queue.appendleft(run)
+                    continue
+                w.run, w.since = run, time.monotonic()
+
+    def _receive(self, w: _Worker) -> None:
+        """Reads every message the worker has sent; a closed pipe means it died."""
+        try:
+            while w.conn.poll():
+                msg = w.conn.recv()
+                w.since = time.monotonic()
+                if msg == _READY:
+                    w.ready = True
+                    continue
+                run = w.run
+                if run.record(None if msg is None else DecodeError(*msg)):
+                    w.run = None
+                    run.future.set_result(run.errors)
+        except (EOFError, OSError):
+            self._replace(w, None)
+
+    def _check_hangs(self) -> None:
+        now = time.monotonic()
+        for w in list(self._workers):
+            if w.run is not None and now - w.since > self.file_timeout:
+                self._receive(w)  # it may have finished just now
+                if w in self._workers and w.run is not None and time.monotonic() - w.since > self.file_timeout:
+                    w.proc.kill()
+                    self._replace(w, f"took longer than {self.file_timeout:g} s and was stopped")
+
+    def _replace(self, w: _Worker, why: str | None) -> None:
+        """Retires a dead (or hung, already killed) worker: its current file gets an error row; a new one starts."""
+        w.proc.join(5)
+        why = why or _why(w.proc.exitcode)
+        w.conn.close()
+        self._workers.remove(w)
+        run = w.run
+        if run is not None:
+            err = DecodeError(Status.DECODE_ERROR, f"the decode worker {why} while decoding this file")
+            log.warning("%s: %s", run.paths[run.done], err.message)
+            if run.record(err):
+                run.future.set_result(run.errors)
+            else:
+                self._queue.appendleft(run)  # the rest of the run, to the next free worker
+        elif not w.ready:
+            self._start_failures += 1
+            if self._start_failures >= _MAX_START_FAILURES:
+                raise DfxError(f"decode worker processes could not start (the last one {why}); "
+                               f"use --decode threads")
+        if not self._stopping:
+            self._workers.append(self._spawn())
+
+    def _stop_workers(self) -> None:
+        for w in self._workers:
+            try:
+                if w.run is None and w.proc.is_alive():
+                    w.conn.send(None)
+                else:
+                    w.proc.kill()  # mid-file (Ctrl-C, an error): its slot's contents no longer matter
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        for w in self._workers:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join()
+            w.conn.close()
+
+    def _release(self) -> None:
+        """Unlinks the shared block (the name goes at once; the memory when the last view of it is dropped)."""
+        self.buffers = None
+        try:
+            self._shm.close()
+        except BufferError:  # a caller still holds a view of a buffer; the mapping goes with it
+            pass
+        self._shm.unlink()
+
+
+def _check_shm_space(nbytes: int) -> None:
+    """Refuses buffers that /dev/shm cannot hold: writing past its end kills the writer with SIGBUS."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:  # not Linux: shared memory is not a size-limited file system there
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < nbytes:
+        raise DfxError(f"the decode buffers need {nbytes / 2**20:.0f} MiB of shared memory but /dev/shm has "
+                       f"{free / 2**20:.0f} MiB free; use a smaller --batch-size, --decode threads, or a larger "
+                       f"/dev/shm (docker run --shm-size)")
