@@ -53,6 +53,20 @@ def _onnx_backend(path: Path, backend: str, threads: int | None, fp16: bool) -> 
     return get_backend_class(backend)(path, threads=threads)
 
 
+def _fallback(plan: Path, threads: int | None, fp16: bool, backend: str = "auto") -> Backend:
+    """The engine's ONNX (named in its sidecar) on onnxruntime, refused unless it carries the engine's record."""
+    sidecar = EngineSidecar.load(plan)
+    onnx = sidecar.fallback_onnx(plan)
+    if not onnx.is_file():
+        raise DfxError(f"{plan} cannot run here (no TensorRT), and the fallback ONNX {onnx} named in its sidecar "
+                       f"is missing")
+    be = _onnx_backend(onnx, backend, threads, fp16)
+    if be.info.to_dict() != sidecar.info.to_dict():
+        raise DfxError(f"{onnx} does not carry the model record of {plan} (another model or threshold); refusing "
+                       f"to run it in the engine's place. Rebuild the engine with dfx-export")
+    return be
+
+
 def open_backend(artifact: str | Path, backend: str = "auto", threads: int | None = None,
                  fp16: bool = True) -> Backend:
     """Builds (does not activate) the backend that runs ``artifact``.
@@ -83,12 +97,10 @@ def open_backend(artifact: str | Path, backend: str = "auto", threads: int | Non
             except TensorRTUnavailable as e:
                 if backend == "tensorrt":
                     raise
-                onnx = EngineSidecar.load(path).fallback_onnx(path)
-                if not onnx.is_file():
-                    raise DfxError(f"{e}, and the fallback ONNX {onnx} named in the sidecar is missing") from e
-                log.warning("%s: falling back to onnxruntime on the CPU with %s", e, onnx.name)
-                return get_backend_class("onnxruntime-cpu")(onnx, threads=threads)
-        return _onnx_backend(EngineSidecar.load(path).fallback_onnx(path), backend, threads, fp16)
+                be = _fallback(path, threads, fp16)
+                log.warning("%s: falling back to onnxruntime (%s) with %s", e, be.device, be.path)
+                return be
+        return _fallback(path, threads, fp16, backend)
     if suffix == ".onnx":
         if backend == "tensorrt":
             raise DfxError(f"{path} is an ONNX file; build a TensorRT engine from it with dfx-export --engine, "

@@ -61,7 +61,15 @@ class EngineSidecar:
             raise DfxError(f"{path} is damaged ({type(e).__name__}: {e}); rebuild the engine with dfx-export") from e
 
     def fallback_onnx(self, plan: str | Path) -> Path:
-        """Path of the FP32 ONNX the engine was built from (for the CPU fallback)."""
+        """Path of the FP32 ONNX the engine was built from (for the fallback); it must lie beside the engine.
+
+        Raises:
+            DfxError: when the sidecar names a file elsewhere (an absolute path or one with folders in it).
+        """
+        name = Path(self.onnx)
+        if name.name != self.onnx or name.name in ("", ".", ".."):
+            raise DfxError(f"{sidecar_path(plan)} names the fallback ONNX {self.onnx!r}; it must be a file name "
+                           f"beside the engine. Rebuild the engine with dfx-export")
         return Path(plan).parent / self.onnx
 
     def rebuild_command(self, plan: str | Path) -> str:

@@ -45,7 +45,8 @@ def test_schema(result):
 
 def test_rows_ratios_and_skips(result):
     ok = {(r["backend"], r["batch_size"]): r for r in result["rows"] if r["status"] == "ok"}
-    assert set(ok) == {("pytorch-eager", 1), ("pytorch-eager", 4), ("onnxruntime-cpu", 1), ("onnxruntime-cpu", 4)}
+    cpu = {k for k in ok if k[0] in ("pytorch-eager", "onnxruntime-cpu")}
+    assert cpu == {("pytorch-eager", 1), ("pytorch-eager", 4), ("onnxruntime-cpu", 1), ("onnxruntime-cpu", 4)}
     for b in (1, 4):
         assert ok[("pytorch-eager", b)]["speedup_vs_eager"] == 1.0
         ratio = ok[("onnxruntime-cpu", b)]["images_per_s"] / ok[("pytorch-eager", b)]["images_per_s"]
@@ -53,16 +54,20 @@ def test_rows_ratios_and_skips(result):
     e2e = ok[("onnxruntime-cpu", 4)]
     assert e2e["e2e_images_per_s"] > 0 and e2e["e2e_vs_compute"] == pytest.approx(
         e2e["e2e_images_per_s"] / e2e["images_per_s"])
+    # GPU rows: measured where a GPU is, otherwise a skipped row that says what is missing
     skipped = {r["backend"]: r["reason"] for r in result["rows"] if r["status"] == "skipped"}
-    assert "CUDA" in skipped["pytorch-eager-cuda"]
-    assert "onnxruntime-gpu" in skipped["onnxruntime-cuda"]
+    ran = {backend for backend, _ in ok}
+    assert "pytorch-eager-cuda" in ran or "CUDA" in skipped["pytorch-eager-cuda"]
+    assert "onnxruntime-cuda" in ran or "onnxruntime-gpu" in skipped["onnxruntime-cuda"] \
+        or "CUDA" in skipped["onnxruntime-cuda"]
 
 
 def test_accuracy_equals_metrics_of_dfx_infer_outputs(result, tiny_onnx, val_dir, tmp_path):
     from dfx.engine.cli import main as infer
 
     out = tmp_path / "scores.csv"
-    r = CliRunner().invoke(infer, [str(val_dir), "--engine", str(tiny_onnx), "-r", "-o", str(out)])
+    r = CliRunner().invoke(infer, [str(val_dir), "--engine", str(tiny_onnx), "-r", "-o", str(out),
+                                   "--backend", "onnxruntime-cpu"])
     assert r.exit_code == 0
     rows = list(csv.DictReader(out.open()))
     labels = np.array([1 if "/fake/" in x["path"] else 0 for x in rows])
@@ -91,7 +96,7 @@ def test_cli_writes_json_markdown_and_plot(tiny_onnx, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "b.json").read_text())
-    assert "onnxruntime-cpu" in table(res) and markdown(res).count("(meso4) |") == 3  # 2 batch sizes + 1 skip
+    assert "onnxruntime-cpu" in table(res) and markdown(res).count("(meso4) |") == len(res["rows"])
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     r = CliRunner().invoke(main, ["--batch-sizes", "0", "--artifacts", str(tiny_onnx)])
     assert r.exit_code == 1 and "positive integers" in r.output

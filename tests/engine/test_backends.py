@@ -4,6 +4,7 @@ import types
 import numpy as np
 import pytest
 
+from dfx.engine.artifact import read_onnx_info
 from dfx.engine.backends import get_backend_class
 from dfx.engine.backends import tensorrt_backend as trt_mod
 from dfx.engine.errors import DfxError
@@ -12,9 +13,10 @@ from dfx.engine.select import open_backend
 from .._fakes import fake_plan
 
 
-def test_onnx_runs_on_cpu_with_metadata(tiny_onnx):
-    be = open_backend(tiny_onnx)
-    assert be.name == "onnxruntime-cpu" and be.info.arch == "meso4" and be.info.spec.input_size == (32, 32)
+def test_onnx_runs_with_metadata(tiny_onnx):
+    be = open_backend(tiny_onnx)  # auto: CUDA where onnxruntime-gpu and a GPU are, else the CPU
+    assert be.name in ("onnxruntime-cpu", "onnxruntime-cuda")
+    assert be.info.arch == "meso4" and be.info.spec.input_size == (32, 32)
     with be:
         out = be.infer(np.zeros((3, 3, 32, 32), np.float32))
     assert out.shape == (3,) and out.dtype == np.float32
@@ -24,8 +26,23 @@ def test_plan_without_tensorrt_falls_back_to_sidecar_onnx_and_says_so(tiny_onnx,
     plan = fake_plan(tmp_path, tiny_onnx)
     with caplog.at_level("WARNING", logger="dfx.engine"):
         be = open_backend(plan)
-    assert be.name == "onnxruntime-cpu" and be.path == tmp_path / "meso4.onnx"
-    assert "falling back to onnxruntime on the CPU" in caplog.text and caplog.text.count("falling back") == 1
+    assert be.name in ("onnxruntime-cpu", "onnxruntime-cuda") and be.path == tmp_path / "meso4.onnx"
+    assert f"falling back to onnxruntime ({be.device}) with {be.path}" in caplog.text
+    assert caplog.text.count("falling back") == 1
+
+
+def test_sidecar_fallback_must_lie_beside_the_engine_and_match_its_record(tiny_onnx, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("../meso4.onnx", str(tmp_path / "meso4.onnx"), ".."):
+        plan = fake_plan(other, tiny_onnx, onnx=name)
+        with pytest.raises(DfxError, match="must be a file name beside the engine"):
+            open_backend(plan)
+    info = read_onnx_info(tiny_onnx)
+    info.threshold = 0.9  # the sidecar was edited, or the ONNX beside it replaced
+    plan = fake_plan(tmp_path, tiny_onnx, info=info)
+    with pytest.raises(DfxError, match="does not carry the model record"):
+        open_backend(plan)
 
 
 def test_explicit_tensorrt_without_it_is_a_user_error(tiny_onnx, tmp_path):

@@ -128,7 +128,7 @@ def test_runner_matches_onnxruntime_and_frees_everything(fake_gpu, tiny_onnx):
     x = np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)
     be = open_backend(plan)
     assert be.name == "tensorrt" and (be.min_batch, be.max_batch) == (2, 4)
-    with be, open_backend(tiny_onnx) as ref:
+    with be, open_backend(tiny_onnx, "onnxruntime-cpu") as ref:
         np.testing.assert_allclose(be.infer(x), ref.infer(x), rtol=1e-6)
         assert be.last_timing_ms == {"h2d": 0.25, "compute": 0.25, "d2h": 0.25}
         assert cudart.copies[-2:] == [(1, x.nbytes), (2, 3 * 4)]  # only the used part of the buffers moves
@@ -143,7 +143,7 @@ def test_scan_through_the_engine_pads_the_last_batch(fake_gpu, tiny_onnx, bad_co
     plan, _ = fake_gpu
     files = [bad_corpus[k] for k in ("rgb", "cmyk", "grayscale", "rgba", "palette")]
     s_trt = scan(files, engine=plan, output=str(tmp_path / "trt.csv"), batch_size=64, progress=False)
-    scan(files, engine=tiny_onnx, output=str(tmp_path / "ort.csv"), progress=False)
+    scan(files, engine=tiny_onnx, backend="onnxruntime-cpu", output=str(tmp_path / "ort.csv"), progress=False)
     assert s_trt.backend.startswith("tensorrt") and s_trt.scored == 5
     assert (tmp_path / "trt.csv").read_text() == (tmp_path / "ort.csv").read_text()
 
@@ -155,7 +155,7 @@ def test_pipeline_buffers_go_to_the_gpu_without_a_staging_copy(fake_gpu, tiny_on
     plan, cudart = fake_gpu
     cudart.register_error = register_error  # a refused page-lock falls back to staging, same scores
     files = [bad_corpus[k] for k in ("rgb", "cmyk", "grayscale", "rgba", "palette")]
-    with open_backend(tiny_onnx) as ref:
+    with open_backend(tiny_onnx, "onnxruntime-cpu") as ref:
         want = [r.score for r in score_files(ref, files, batch_size=4)]
     with open_backend(plan) as be:
         got = [r.score for r in score_files(be, files, batch_size=4)]
