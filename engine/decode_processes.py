@@ -50,6 +50,7 @@ SHM_PREFIX = "dfx-decode-"  # shared-memory block names, so a leftover is easy t
 _START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 _MAX_START_FAILURES = 3  # workers that die before they are ready: past this the pool gives up with an error
 _READY = "ready"
+_START_TIMEOUT = 60.0  # seconds for the first workers to come up
 _TICK = 0.25  # seconds between hang checks while nothing else happens
 
 
@@ -148,8 +149,16 @@ class ProcessDecodePool(DecodePool):
         except BaseException:
             self._release()
             raise
+        self._ready = threading.Event()  # set once every first worker is up, or the pool has failed
         self._thread = threading.Thread(target=self._dispatch, name="dfx-decode-dispatch", daemon=True)
         self._thread.start()
+        # Waiting here turns a pool that cannot start (e.g. a script without an ``if __name__ == "__main__":``
+        # guard, which worker processes re-import) into an error now, while auto mode can still use threads.
+        self._ready.wait(_START_TIMEOUT)
+        if self._error is not None or not self._ready.is_set():
+            error = self._error or DfxError(f"decode worker processes did not start within {_START_TIMEOUT:g} s")
+            self.close()
+            raise error
 
     # --- the caller's side -------------------------------------------------------------------------------------
     def submit(self, paths, buffer: int, first: int) -> Future:
@@ -206,6 +215,7 @@ class ProcessDecodePool(DecodePool):
                     run.future.set_exception(self._error)
             self._queue.clear()
         finally:
+            self._ready.set()
             self._stop_workers()
 
     def _assign(self) -> None:
@@ -229,6 +239,8 @@ class ProcessDecodePool(DecodePool):
                 w.since = time.monotonic()
                 if msg == _READY:
                     w.ready = True
+                    if all(x.ready for x in self._workers):
+                        self._ready.set()
                     continue
                 run = w.run
                 if run.record(None if msg is None else DecodeError(*msg)):
@@ -264,7 +276,8 @@ class ProcessDecodePool(DecodePool):
             self._start_failures += 1
             if self._start_failures >= _MAX_START_FAILURES:
                 raise DfxError(f"decode worker processes could not start (the last one {why}); "
-                               f"use --decode threads")
+                               f"use --decode threads, or, in a script, guard its entry point with "
+                               f"if __name__ == '__main__':")
         if not self._stopping:
             self._workers.append(self._spawn())
 
