@@ -48,61 +48,75 @@ log = logging.getLogger("dfx.engine")
 DEFAULT_FILE_TIMEOUT = 120.0  # seconds on one file before its worker is declared hung (a 100 MP PNG takes ~2 s)
 SHM_PREFIX = "dfx-decode-"  # shared-memory block names, so a leftover is easy to recognise in /dev/shm
 _START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-_MAX_START_FAILURES = 3  # workers that die before they are ready: past this the pool gives up with an error
+_MAX_FAILURES = 3  # worker deaths in a row that no file explains: past this the pool gives up with an error
 _READY = "ready"
 _START_TIMEOUT = 60.0  # seconds for the first workers to come up
 _TICK = 0.25  # seconds between hang checks while nothing else happens
 
 
-def _worker_main(conn: Connection, shm_name: str, shape: tuple[int, ...], spec: PreprocessSpec, max_pixels: int,
-                 load: LoadFn) -> None:
+def _worker_main(conn: Connection, shm_name: str, shape: tuple[int, ...], slot: int, spec: PreprocessSpec,
+                 max_pixels: int, load: LoadFn) -> None:
     """A worker's life: map the buffers, then decode runs of files until told to stop or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     lower_priority()
-    shm = shared_memory.SharedMemory(name=shm_name)
-    try:
-        _serve(conn, np.ndarray(shape, np.float32, buffer=shm.buf), spec, max_pixels, load)
-    finally:
-        shm.close()
+    shm = shared_memory.SharedMemory(name=shm_name)  # mapped for the worker's life; unlinking is the parent's job
+    buffers, counters = _views(shm, shape, 0)
+    _serve(conn, buffers, counters[slot], spec, max_pixels, load)
 
 
-def _serve(conn: Connection, buffers: np.ndarray, spec: PreprocessSpec, max_pixels: int, load: LoadFn) -> None:
+def _views(shm: shared_memory.SharedMemory, shape: tuple[int, ...], workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch buffers and, after them, each worker's (files started, files finished) counters."""
+    nbytes = int(np.prod(shape)) * 4
+    offset = -(-nbytes // 8) * 8
+    count = workers or (shm.size - offset) // 16
+    return (np.ndarray(shape, np.float32, buffer=shm.buf),
+            np.ndarray((count, 2), np.int64, buffer=shm.buf, offset=offset))
+
+
+def _serve(conn: Connection, buffers: np.ndarray, counter: np.ndarray, spec: PreprocessSpec, max_pixels: int,
+           load: LoadFn) -> None:
     conn.send(_READY)
     try:
         while (task := conn.recv()) is not None:
-            buffer, first, paths = task
-            for i, path in enumerate(paths):
-                err = load(path, spec, buffers[buffer, first + i], max_pixels)
-                conn.send(None if err is None else (err.status, err.message))
+            buffer, items = task
+            results = []
+            for slot, path in items:
+                counter[0] += 1  # started: the parent tells from the counters which file a dead worker was on
+                err = load(path, spec, buffers[buffer, slot], max_pixels)
+                counter[1] += 1  # finished
+                results.append(None if err is None else (err.status, err.message))
+            conn.send(results)  # one message per run, not per file: the parent's GIL is the scan's too
     except (EOFError, OSError):  # the parent is gone
         pass
 
 
 @dataclass
 class _Run:
-    """Files to decode into consecutive slots; ``done`` of them are reported (also where a resent run starts)."""
+    """Files to decode into consecutive slots of one buffer; ``pending`` indexes those not yet handed out."""
 
     future: Future
     buffer: int
     first: int
     paths: list[Path]
     errors: list[DecodeError | None] = field(default_factory=list)
-    done: int = 0
+    pending: list[int] = field(default_factory=list)
 
-    def record(self, err: DecodeError | None) -> bool:
-        """Records the next file's outcome; True when the run is complete."""
-        self.errors.append(err)
-        self.done += 1
-        return self.done == len(self.paths)
+    def __post_init__(self) -> None:
+        self.errors = [None] * len(self.paths)
+        self.pending = list(range(len(self.paths)))
 
 
 @dataclass
 class _Worker:
     proc: Any
     conn: Connection
+    slot: int  # its row of the counters
     ready: bool = False
     run: _Run | None = None
-    since: float = field(default_factory=time.monotonic)  # last sign of progress on the current file
+    sent: list[int] = field(default_factory=list)  # the run's file indices it was given
+    base: int = 0  # its files-started counter when it was given them
+    seen: int = 0  # counters' sum at the last sign of progress
+    since: float = field(default_factory=time.monotonic)  # when that was
 
 
 def _why(exitcode: int | None) -> str:
@@ -130,11 +144,12 @@ class ProcessDecodePool(DecodePool):
     def __init__(self, *args, file_timeout: float = DEFAULT_FILE_TIMEOUT, **kwargs):
         super().__init__(*args, **kwargs)
         self.file_timeout = file_timeout
-        nbytes = int(np.prod(self.shape)) * 4
+        nbytes = -(-int(np.prod(self.shape)) * 4 // 8) * 8 + 16 * self.workers
         _check_shm_space(nbytes)
         self._shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}",
                                                create=True, size=nbytes)
-        self.buffers = np.ndarray(self.shape, np.float32, buffer=self._shm.buf)
+        self.buffers, self._counters = _views(self._shm, self.shape, self.workers)
+        self._counters[:] = 0
         self._ctx = mp.get_context(_START_METHOD)
         if _START_METHOD == "forkserver":
             self._ctx.set_forkserver_preload([__name__])  # numpy, Pillow and dfx imported once, not per worker
@@ -142,10 +157,10 @@ class ProcessDecodePool(DecodePool):
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._stopping = False
         self._error: BaseException | None = None
-        self._start_failures = 0
+        self._failures = 0
         self._closed = False
         try:
-            self._workers = [self._spawn() for _ in range(self.workers)]
+            self._workers = [self._spawn(slot) for slot in range(self.workers)]
         except BaseException:
             self._release()
             raise
@@ -183,13 +198,13 @@ class ProcessDecodePool(DecodePool):
         self._release()
 
     # --- the dispatcher thread ---------------------------------------------------------------------------------
-    def _spawn(self) -> _Worker:
+    def _spawn(self, slot: int) -> _Worker:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_worker_main, name="dfx-decode", daemon=True,
-                                 args=(child, self._shm.name, self.shape, self.spec, self.max_pixels, self.load))
+                                 args=(child, self._shm.name, self.shape, slot, self.spec, self.max_pixels, self.load))
         proc.start()
         child.close()
-        return _Worker(proc, parent)
+        return _Worker(proc, parent, slot)
 
     def _dispatch(self) -> None:
         try:
@@ -224,62 +239,76 @@ class ProcessDecodePool(DecodePool):
                 return
             if w.ready and w.run is None:
                 run = self._queue.popleft()
+                # Read while the worker is idle: once it has the run it counts up at once.
+                w.base = int(self._counters[w.slot, 0])
+                w.seen, w.since = int(self._counters[w.slot].sum()), time.monotonic()
                 try:
-                    w.conn.send((run.buffer, run.first + run.done, run.paths[run.done:]))
+                    w.conn.send((run.buffer, [(run.first + i, run.paths[i]) for i in run.pending]))
                 except OSError:  # died since its last message: the sentinel reports it; the run waits for another
                     self._queue.appendleft(run)
                     continue
-                w.run, w.since = run, time.monotonic()
+                w.run, w.sent, run.pending = run, run.pending, []
 
     def _receive(self, w: _Worker) -> None:
         """Reads every message the worker has sent; a closed pipe means it died."""
         try:
             while w.conn.poll():
                 msg = w.conn.recv()
-                w.since = time.monotonic()
                 if msg == _READY:
                     w.ready = True
                     if all(x.ready for x in self._workers):
                         self._ready.set()
                     continue
                 run = w.run
-                if run.record(None if msg is None else DecodeError(*msg)):
-                    w.run = None
-                    run.future.set_result(run.errors)
+                for i, err in zip(w.sent, msg):
+                    run.errors[i] = None if err is None else DecodeError(*err)
+                w.run, self._failures = None, 0
+                run.future.set_result(run.errors)
         except (EOFError, OSError):
             self._replace(w, None)
 
     def _check_hangs(self) -> None:
         now = time.monotonic()
         for w in list(self._workers):
-            if w.run is not None and now - w.since > self.file_timeout:
+            if w.run is None:
+                continue
+            progress = int(self._counters[w.slot].sum())
+            if progress != w.seen:
+                w.seen, w.since = progress, now
+            elif now - w.since > self.file_timeout:
                 self._receive(w)  # it may have finished just now
-                if w in self._workers and w.run is not None and time.monotonic() - w.since > self.file_timeout:
+                if w in self._workers and w.run is not None:
                     w.proc.kill()
                     self._replace(w, f"took longer than {self.file_timeout:g} s and was stopped")
 
     def _replace(self, w: _Worker, why: str | None) -> None:
-        """Retires a dead (or hung, already killed) worker: its current file gets an error row; a new one starts."""
+        """Retires a dead (or hung, already killed) worker: the file it was on gets an error row, the rest of its
+        run goes back to the queue, and a new worker takes its place."""
         w.proc.join(5)
         why = why or _why(w.proc.exitcode)
         w.conn.close()
         self._workers.remove(w)
-        run = w.run
+        run, culprit = w.run, None
         if run is not None:
-            err = DecodeError(Status.DECODE_ERROR, f"the decode worker {why} while decoding this file")
-            log.warning("%s: %s", run.paths[run.done], err.message)
-            if run.record(err):
-                run.future.set_result(run.errors)
+            started, finished = (int(c) for c in self._counters[w.slot])
+            if started > finished:  # it died inside a file: that file is the culprit, the others are retried
+                culprit = w.sent[started - w.base - 1]
+                err = DecodeError(Status.DECODE_ERROR, f"the decode worker {why} while decoding this file")
+                run.errors[culprit] = err
+                log.warning("%s: %s", run.paths[culprit], err.message)
+                self._counters[w.slot, 1] = started  # the replacement starts with the counters level
+            run.pending = [i for i in w.sent if run.errors[i] is None]
+            if run.pending:
+                self._queue.appendleft(run)
             else:
-                self._queue.appendleft(run)  # the rest of the run, to the next free worker
-        elif not w.ready:
-            self._start_failures += 1
-            if self._start_failures >= _MAX_START_FAILURES:
-                raise DfxError(f"decode worker processes could not start (the last one {why}); "
-                               f"use --decode threads, or, in a script, guard its entry point with "
-                               f"if __name__ == '__main__':")
+                run.future.set_result(run.errors)
+        # A death no file explains (at start-up, between files) must not repeat forever: a broken environment.
+        self._failures = 0 if culprit is not None else self._failures + 1
+        if self._failures >= _MAX_FAILURES:
+            raise DfxError(f"decode worker processes keep dying (the last one {why}); use --decode threads, or, "
+                           f"in a script, guard its entry point with if __name__ == '__main__':")
         if not self._stopping:
-            self._workers.append(self._spawn())
+            self._workers.append(self._spawn(w.slot))
 
     def _stop_workers(self) -> None:
         for w in self._workers:
@@ -300,7 +329,7 @@ class ProcessDecodePool(DecodePool):
 
     def _release(self) -> None:
         """Unlinks the shared block (the name goes at once; the memory when the last view of it is dropped)."""
-        self.buffers = None
+        self.buffers = self._counters = None
         try:
             self._shm.close()
         except BufferError:  # a caller still holds a view of a buffer; the mapping goes with it

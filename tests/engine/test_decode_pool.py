@@ -128,3 +128,14 @@ def test_paths_that_are_not_utf8_survive_the_trip_to_a_worker(tmp_path, bad_corp
     spec = PreprocessSpec(input_size=(32, 32))
     with ProcessDecodePool(spec, 1, 2, workers=1) as pool:
         assert pool.submit([Path(path)], 0, 0).result(timeout=30) == [None]
+
+
+def test_workers_that_cannot_start_are_an_error_not_an_endless_respawn(tmp_path, monkeypatch):
+    (tmp_path / "gone_soon.py").write_text("def load(path, spec, out, max_pixels):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gone_soon
+
+    (tmp_path / "gone_soon.py").unlink()  # workers cannot import the function they are given
+    with pytest.raises(DfxError, match="keep dying .* exited with status 1"):
+        ProcessDecodePool(PreprocessSpec(input_size=(32, 32)), 1, 2, workers=2, load=gone_soon.load)
+    assert _our_shm() == []
