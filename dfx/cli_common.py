@@ -1,4 +1,7 @@
-"""What every dfx command shares: logging to stderr and the one-line error convention (DESIGN.md, CLI)."""
+"""What every dfx command shares: logging to stderr and the one-line error convention.
+
+See docs/ARCHITECTURE.md, "CLI conventions".
+"""
 
 from __future__ import annotations
 

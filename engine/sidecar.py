@@ -25,7 +25,7 @@ def sidecar_path(plan: str | Path) -> Path:
 
 @dataclass
 class EngineSidecar:
-    """Attributes: see DESIGN.md "Artifacts"; ``onnx`` is the FP32 ONNX file name used for CPU fallback."""
+    """Attributes: see docs/ARCHITECTURE.md "Artifacts"; ``onnx`` is the FP32 ONNX file name used for CPU fallback."""
 
     info: ModelInfo
     precision: str

@@ -1,4 +1,4 @@
-"""The one preprocessing spec and its one implementation (DESIGN.md, "One preprocessing spec").
+"""The one preprocessing spec and its one implementation (docs/ARCHITECTURE.md, "One preprocessing spec").
 
 Training's evaluation transform, export verification, the runtime and the benchmarks all call
 :func:`preprocess`; nothing else turns a decoded image into model input.

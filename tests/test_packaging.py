@@ -1,4 +1,4 @@
-"""The wheel installs only under ``dfx/`` and carries the bundled model (DESIGN.md, "Packaging")."""
+"""The wheel installs only under ``dfx/`` and carries the bundled model (docs/ARCHITECTURE.md, "Packaging")."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""The model registry: one name → builder + default preprocessing spec (DESIGN.md, "Models")."""
+"""The model registry: one name → builder + default preprocessing spec (docs/ARCHITECTURE.md, "Models")."""
 
 from __future__ import annotations
 

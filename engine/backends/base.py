@@ -1,4 +1,4 @@
-"""The interface every inference backend keeps (DESIGN.md, "Runtime")."""
+"""The interface every inference backend keeps (docs/ARCHITECTURE.md, "Runtime")."""
 
 from __future__ import annotations
 

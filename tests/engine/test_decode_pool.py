@@ -139,3 +139,34 @@ def test_workers_that_cannot_start_are_an_error_not_an_endless_respawn(tmp_path,
     with pytest.raises(DfxError, match="keep dying .* exited with status 1"):
         ProcessDecodePool(PreprocessSpec(input_size=(32, 32)), 1, 2, workers=2, load=gone_soon.load)
     assert _our_shm() == []
+
+
+def test_real_ctrl_c_on_a_process_scan_exits_130_keeps_whole_batches_and_cleans_up(tiny_onnx, tmp_path):
+    """SIGINT to the whole process group, as a terminal sends it: workers ignore it, the parent stops."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:1500, 0:1500]
+    big = tmp_path / "big.png"  # PNG has no draft mode: each file costs a full decode
+    Image.fromarray(np.stack([yy % 256, xx % 256, (yy + xx) % 256], -1).astype(np.uint8)).save(big)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):
+        os.link(big, folder / f"{i:03d}.png")
+    out = tmp_path / "s.csv"
+    cmd = [sys.executable, "-c", "from dfx.engine.cli import main; main()", str(folder), "--engine", str(tiny_onnx),
+           "--backend", CPU, "--decode", "processes", "--threads", "2", "-b", "4", "-o", str(out)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    lines = out.read_text().splitlines()
+    assert 1 < len(lines) < 401 and (len(lines) - 1) % 4 == 0  # header + whole batches only
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"{SHM_PREFIX}{proc.pid}-")]

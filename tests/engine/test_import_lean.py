@@ -1,4 +1,4 @@
-"""The runtime must import and run without torch, timm or onnx (DESIGN.md, "Packaging")."""
+"""The runtime must import and run without torch, timm or onnx (docs/ARCHITECTURE.md, "Packaging")."""
 
 import subprocess
 import sys
