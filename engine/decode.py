@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DecodeError", "Status", "load_image", "is_image_path", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
+__all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # 100 megapixels: far above any face photo, far below what exhausts memory when a bomb is decoded.
@@ -49,7 +49,8 @@ class DecodeError(Exception):
         return f"{self.status}: {self.message}"
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB version of a decoded image: 16-bit and float greys scaled, palettes with transparency expanded."""
     mode = img.mode
     if mode == "RGB":
         return img
@@ -111,7 +112,7 @@ def load_image(
                     img.draft("RGB", (tw, th))
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return to_rgb(img)
     except DecodeError:
         raise
     except UnidentifiedImageError as e:

@@ -17,7 +17,7 @@ from typing import IO
 from .errors import DfxError
 from .pipeline import Row
 
-__all__ = ["FIELDS", "FORMATS", "open_writer", "format_for", "already_scored", "appends"]
+__all__ = ["FIELDS", "FORMATS", "record", "open_writer", "format_for", "already_scored", "appends"]
 
 FIELDS = ("path", "score", "label", "status", "error")
 FORMATS = ("table", "csv", "jsonl", "json")
@@ -38,7 +38,8 @@ def format_for(output: str | None, fmt: str | None) -> str:
     return _SUFFIX[suffix]
 
 
-def _record(row: Row) -> dict:
+def record(row: Row) -> dict:
+    """A row as the JSON formats write it (score rounded to 6 decimals, None when not scored)."""
     return {"path": row.path, "score": None if row.score is None else round(row.score, 6), "label": row.label,
             "status": row.status, "error": row.error}
 
@@ -79,13 +80,13 @@ class _Csv(_Writer):
             self.w.writerow(FIELDS)
 
     def write(self, row: Row) -> None:
-        r = _record(row)
+        r = record(row)
         self.w.writerow(["" if r[k] is None else r[k] for k in FIELDS])
 
 
 class _Jsonl(_Writer):
     def write(self, row: Row) -> None:
-        self.f.write(json.dumps(_record(row)) + "\n")
+        self.f.write(json.dumps(record(row)) + "\n")
 
 
 class _Json(_Writer):
@@ -97,7 +98,7 @@ class _Json(_Writer):
         f.write("[")
 
     def write(self, row: Row) -> None:
-        self.f.write(("\n" if self.first else ",\n") + json.dumps(_record(row)))
+        self.f.write(("\n" if self.first else ",\n") + json.dumps(record(row)))
         self.first = False
 
     def close(self) -> None:
