@@ -6,7 +6,7 @@ import json
 
 import click
 
-from dfx.cli_common import run_cli, setup_logging
+from dfx.cli_common import common_options, run_cli, setup_logging
 from dfx.engine.artifact import atomic_write_text
 from dfx.engine.errors import DfxError
 
@@ -45,14 +45,15 @@ Examples:
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Write a Markdown table here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot here.")
 @click.option("--progress/--no-progress", default=None)
+@common_options
 @run_cli
 def main(artifacts, more_artifacts, models, weights_dir, data, batch_sizes, backends, min_runs, min_seconds,
-         warmup_seconds, output, markdown_path, plot_path, progress) -> None:
+         warmup_seconds, output, markdown_path, plot_path, progress, verbose, quiet) -> None:
     """Benchmark speed and accuracy of every model and backend available here."""
     from .bench import discover_artifacts, run_bench
     from .report import markdown, plot, table
 
-    setup_logging()
+    setup_logging(verbose, quiet)
     if plot_path:
         import matplotlib  # noqa: F401 - fail (naming the extra) before minutes of measuring, not after
     paths = list(artifacts) + list(more_artifacts)

@@ -16,7 +16,7 @@ import click
 
 from dfx.engine.errors import DfxError
 
-__all__ = ["setup_logging", "run_cli", "train_main", "export_main", "bench_main"]
+__all__ = ["setup_logging", "common_options", "run_cli", "train_main", "export_main", "bench_main", "infer_main"]
 
 # Top-level module of an optional dependency → the extra that installs it.
 EXTRA_FOR = {"torch": "train", "torchvision": "train", "timm": "train", "safetensors": "train", "h5py": "train",
@@ -39,6 +39,15 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--version``, ``-v/--verbose`` and ``-q/--quiet`` for a command; its callback gets ``verbose``, ``quiet``."""
+    import dfx
+
+    fn = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")(fn)
+    fn = click.option("-v", "--verbose", count=True, help="More detail (debug messages).")(fn)
+    return click.version_option(dfx.__version__, "--version", message="%(prog)s (dfx) %(version)s")(fn)
 
 
 def run_cli(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,6 +92,11 @@ def train_main() -> None:
 def export_main() -> None:
     """Console entry point of ``dfx-export``."""
     _launch("dfx.export.cli")
+
+
+def infer_main() -> None:
+    """Console entry point of ``dfx-infer``."""
+    _launch("dfx.engine.cli")
 
 
 def bench_main() -> None:

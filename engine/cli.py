@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dfx.cli_common import run_cli, setup_logging
+from dfx.cli_common import common_options, run_cli, setup_logging
 
 from .decode_pool import DECODE_MODES, PROCESS_MIN_CPUS, default_workers
 from .select import BACKEND_CHOICES
@@ -43,14 +43,14 @@ has a row with its status), 1 usage error.""")
               help="On a GPU, run NAME.fp16.onnx when it lies beside the NAME.onnx given.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="P(fake) threshold for the label column.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
-@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@common_options
 @run_cli
 def main(inputs, engine, backend, output, fmt, recursive, resume, batch_size, decode, threads, fp16, threshold,
-         progress, quiet) -> None:
+         progress, verbose, quiet) -> None:
     """Score face images in INPUTS (files and folders) for being deepfakes."""
     from .scan import scan
 
-    setup_logging(quiet=quiet)
+    setup_logging(verbose, quiet)
     summary = scan(inputs, engine=engine, backend=backend, output=output, fmt=fmt, recursive=recursive,
                    resume=resume, batch_size=batch_size, threads=threads, threshold=threshold, progress=progress,
                    decode=decode, fp16=fp16)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dfx.cli_common import run_cli, setup_logging
+from dfx.cli_common import common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
 from .onnx_export import onnx_module
@@ -36,11 +36,11 @@ Examples:
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--workspace-gib", type=float, default=4.0, show_default=True)
 @click.option("--opt-level", type=click.IntRange(0, 5), default=3, show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
+@common_options
 @run_cli
-def main(model, checkpoint, onnx_path, out, quiet, **opts) -> None:
+def main(model, checkpoint, onnx_path, out, verbose, quiet, **opts) -> None:
     """Turn a training checkpoint into verified deployable artifacts."""
-    setup_logging(quiet=quiet)
+    setup_logging(verbose, quiet)
     onnx_module()  # every export needs onnx: on a lean install, name the extra before anything else fails
     if sum(x is not None for x in (model, checkpoint, onnx_path)) != 1:
         raise DfxError("give exactly one of --model, --checkpoint or --onnx")

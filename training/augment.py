@@ -16,10 +16,11 @@ from torchvision import transforms as T
 
 from dfx.engine.errors import DfxError
 
+from .options import AUGMENTATIONS
+
 __all__ = ["Augment", "AUGMENTATIONS"]
 
 # name → probability of being applied to an image
-AUGMENTATIONS = {"flip": 0.5, "crop": 0.5, "color": 0.5, "jpeg": 0.3, "blur": 0.2}
 
 
 def _u() -> float:

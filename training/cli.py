@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from dfx.cli_common import run_cli, setup_logging
+from dfx.cli_common import common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
-from .augment import AUGMENTATIONS
-from .trainer import BALANCE_MODES, TrainConfig, train
+from .options import AUGMENTATIONS, BALANCE_MODES
 
 __all__ = ["main"]
 
@@ -53,10 +52,11 @@ Examples:
 @click.option("--ema-decay", type=float, default=0.998, show_default=True,
               help="Evaluate and keep an exponential moving average of the weights (0: off).")
 @click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
-@click.option("-q", "--quiet", is_flag=True)
+@common_options
 @run_cli
-def main(model: str, data: tuple[str, ...], resume: bool, augment: str, quiet: bool, **opts) -> None:
-    setup_logging(quiet=quiet)
+def main(model: str, data: tuple[str, ...], resume: bool, augment: str, verbose: int, quiet: bool, **opts) -> None:
+    setup_logging(verbose, quiet)
+    from .trainer import TrainConfig, train  # torch: imported only when there is training to do
     if not data and not resume:
         raise DfxError("--data is required (a folder with real/ and fake/, or train/ and validate/ inside)")
     aug = [] if augment.strip().lower() == "none" else [a.strip() for a in augment.split(",") if a.strip()]

@@ -24,15 +24,15 @@ from dfx.engine.errors import DfxError
 from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec
 
-from .augment import AUGMENTATIONS, Augment
+from .augment import Augment
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .data import DataSplits, FaceDataset, Sample, check_images, class_weights, load_split, load_splits, save_split
+from .options import AUGMENTATIONS, BALANCE_MODES
 from .registry import create_model, get_entry
 
 __all__ = ["TrainConfig", "train", "evaluate", "predict", "default_out_dir", "BALANCE_MODES"]
 
 log = logging.getLogger("dfx.training")
-BALANCE_MODES = ("loss", "sampler", "none")
 
 
 @dataclass

@@ -1,0 +1,7 @@
+"""Option values of dfx-train that its ``--help`` needs, kept free of torch so the help appears at once."""
+
+__all__ = ["AUGMENTATIONS", "BALANCE_MODES"]
+
+# augmentation → probability it is applied to an image
+AUGMENTATIONS = {"flip": 0.5, "crop": 0.5, "color": 0.5, "jpeg": 0.3, "blur": 0.2}
+BALANCE_MODES = ("loss", "sampler", "none")
