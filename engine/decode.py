@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
+__all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
+           "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")  # recognised to say they are not supported
 # 100 megapixels: far above any face photo, far below what exhausts memory when a bomb is decoded.
 DEFAULT_MAX_PIXELS = 100_000_000
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -10,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .decode import Status
+from .decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Status
 from .decode_pool import resolve_decode_mode
 from .default_model import default_model_path
+from .errors import DfxError
 from .inputs import iter_inputs
 from .output_record import OutputRecord, claim_output
 from .pipeline import score_files
@@ -20,7 +23,7 @@ from .progress import progress_bar
 from .select import open_backend
 from .writers import already_scored, appends, format_for, open_writer
 
-__all__ = ["scan", "ScanSummary"]
+__all__ = ["scan", "ScanSummary", "explain_no_images"]
 
 log = logging.getLogger("dfx.engine")
 
@@ -50,6 +53,29 @@ class ScanSummary:
         skip = f", {self.skipped_resume} already in the output" if self.skipped_resume else ""
         return (f"scored {self.scored} images: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
                 f"in {self.seconds:.1f} s ({rate:.1f} img/s, {self.model} on {self.backend})")
+
+
+def _count_into(bar, inputs: Sequence[str | Path], recursive: bool) -> None:
+    try:
+        bar.total = sum(1 for _ in iter_inputs(inputs, recursive))
+        bar.refresh()
+    except Exception:  # noqa: BLE001 - a count is a nicety; the scan reports the real problems
+        pass
+
+
+def explain_no_images(inputs: Sequence[str | Path], recursive: bool) -> str:
+    """Why ``inputs`` hold no image to score, and what to do about it."""
+    folders = [Path(p) for p in inputs if Path(p).is_dir()]
+    videos = [f for d in folders for f in (d.rglob("*") if recursive else d.iterdir())
+              if f.suffix.lower() in VIDEO_EXTENSIONS]
+    if videos:
+        return (f"no images to score in {', '.join(map(str, inputs))}: found {len(videos)} video file(s) "
+                f"(e.g. {videos[0]}); videos are not supported yet — extract frames as images first")
+    if not recursive and any(any(iter_inputs([d], recursive=True)) for d in folders):
+        return (f"no images directly in {', '.join(map(str, folders))}, but its subfolders have some; add "
+                f"--recursive to search them")
+    return (f"no images to score in {', '.join(map(str, inputs))} (looked for "
+            f"{' '.join(IMAGE_EXTENSIONS)}{'' if recursive else ', not in subfolders'})")
 
 
 def scan(
@@ -89,12 +115,23 @@ def scan(
     fmt = format_for(output, fmt)
     done = already_scored(Path(output), fmt) if resume and output else set()
     files = iter_inputs(inputs, recursive)
+    first = next(files, None)
+    if first is None:  # stop before anything is written, and say why
+        raise DfxError(explain_no_images(inputs, recursive))
+    files = itertools.chain([first], files)
     summary = ScanSummary()
+    bar = progress_bar(unit="img", desc="scoring", enabled=progress)
+    if not bar.disable:  # a total gives an ETA: cheap without --recursive (a listing); else counted beside the scan
+        if recursive:
+            threading.Thread(target=_count_into, args=(bar, inputs, recursive), daemon=True).start()
+        else:
+            _count_into(bar, inputs, recursive)
     if done:
         def unseen(source):
             for f in source:
                 if str(f) in done:
                     summary.skipped_resume += 1
+                    bar.update(1)
                 else:
                     yield f
         files = unseen(files)
@@ -108,7 +145,6 @@ def scan(
         record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact)
         claim_output(output, record, appending=append)
     writer = open_writer(output, fmt, append=append, stdout=stdout)
-    bar = progress_bar(unit="img", desc="scoring", enabled=progress)
     t0 = time.perf_counter()
     try:
         with be:

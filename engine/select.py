@@ -10,7 +10,7 @@ from .backends import BACKENDS, Backend, get_backend_class
 from .errors import DfxError
 from .sidecar import EngineSidecar
 
-__all__ = ["open_backend", "BACKEND_CHOICES", "fp16_sibling"]
+__all__ = ["open_backend", "BACKEND_CHOICES", "fp16_sibling", "missing_model_message"]
 
 log = logging.getLogger("dfx.engine")
 BACKEND_CHOICES = ("auto", *BACKENDS)
@@ -67,6 +67,15 @@ def _fallback(plan: Path, threads: int | None, fp16: bool, backend: str = "auto"
     return be
 
 
+def missing_model_message(path: Path, weights: Path = Path("weights")) -> str:
+    """What to do when the model file given does not exist: where exports go, what exists, the bundled model."""
+    found = sorted(p for p in weights.glob("*/*") if p.suffix in (".onnx", ".plan"))[:6]
+    here = f"; found here: {', '.join(map(str, found))}" if found else ""
+    return (f"{path}: no such model file. dfx-export writes NAME.onnx, NAME.fp16.onnx and NAME.plan into the run "
+            f"folder (weights/<model>/ by default; dfx-export --model <model> after dfx-train <model>){here}. "
+            f"Leave out --engine to run the bundled model")
+
+
 def open_backend(artifact: str | Path, backend: str = "auto", threads: int | None = None,
                  fp16: bool = True) -> Backend:
     """Builds (does not activate) the backend that runs ``artifact``.
@@ -86,7 +95,7 @@ def open_backend(artifact: str | Path, backend: str = "auto", threads: int | Non
     if backend not in BACKEND_CHOICES:
         raise DfxError(f"unknown backend {backend!r}; valid: {', '.join(BACKEND_CHOICES)}")
     if not path.exists():
-        raise DfxError(f"{path}: no such model file")
+        raise DfxError(missing_model_message(path))
     suffix = path.suffix.lower()
     if suffix == ".plan":
         if backend in ("auto", "tensorrt"):

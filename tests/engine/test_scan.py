@@ -231,3 +231,35 @@ def test_overlapping_inputs_give_one_row_per_file(bad_corpus, tiny_onnx, tmp_pat
     _run(folder, bad_corpus["rgb"], folder / "." / "rgb.jpg", "--engine", tiny_onnx, "-o", out)
     paths = [json.loads(x)["path"] for x in out.read_text().splitlines()]
     assert len(paths) == len(set(paths)) == len(bad_corpus)
+
+
+def test_no_images_exits_1_and_says_why(tmp_path, bad_corpus):
+    nested = tmp_path / "nested"
+    (nested / "df").mkdir(parents=True)
+    (nested / "df" / "a.jpg").write_bytes(bad_corpus["rgb"].read_bytes())
+    r = _run(nested)
+    assert r.exit_code == 1 and "add --recursive" in r.output
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"\x00" * 64)
+    r = _run(videos, "-o", tmp_path / "out.csv")
+    assert r.exit_code == 1 and "videos are not supported yet" in r.output
+    assert not (tmp_path / "out.csv").exists()  # stopped before writing anything
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _run(empty, "-r")
+    assert r.exit_code == 1 and "no images to score" in r.output
+
+
+def test_missing_engine_says_where_exports_go_and_that_the_bundled_model_needs_none(tmp_path, bad_corpus):
+    r = _run(bad_corpus["rgb"], "--engine", tmp_path / "xception.plan")
+    assert r.exit_code == 1
+    assert "dfx-export" in r.output and "weights/<model>/" in r.output and "Leave out --engine" in r.output
+
+
+def test_progress_bar_has_a_total_when_counting_is_cheap(bad_corpus, tiny_onnx, tmp_path, capsys):
+    from dfx.engine.scan import scan
+
+    scan([bad_corpus["rgb"].parent], engine=tiny_onnx, backend=CPU, output=str(tmp_path / "s.csv"), progress=True)
+    n = len(bad_corpus)
+    assert f"{n}/{n}" in capsys.readouterr().err
