@@ -25,7 +25,7 @@ Examples:
               help="Folder with train/{real,fake} and validate/{real,fake}, or just real/ and fake/. Repeatable "
                    "(not needed with --resume).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: weights/<model>/].")
-@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--epochs", type=click.IntRange(0), help="[default: 10; with --resume, the run's own]")
 @click.option("--batch-size", type=int, help="[default: per model]")
 @click.option("--lr", type=float, help="Peak learning rate [default: per model].")
 @click.option("--weight-decay", type=float, help="[default: per model]")
@@ -38,6 +38,7 @@ Examples:
 @click.option("--init-from", type=click.Path(dir_okay=False),
               help="Start from a dfx checkpoint (.safetensors) or original MesoNet Keras weights (.h5).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (otherwise refused).")
 @click.option("--freeze-epochs", type=int, default=0, show_default=True, help="Train only the head first.")
 @click.option("--patience", type=int, default=5, show_default=True, help="Early-stop after N epochs w/o AUC gain.")
 @click.option("--balance", type=click.Choice(BALANCE_MODES), default="loss", show_default=True,
@@ -54,14 +55,15 @@ Examples:
 @click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
 @common_options
 @run_cli
-def main(model: str, data: tuple[str, ...], resume: bool, augment: str, verbose: int, quiet: bool, **opts) -> None:
+def main(model: str, data: tuple[str, ...], resume: bool, overwrite: bool, augment: str, verbose: int, quiet: bool,
+         **opts) -> None:
     setup_logging(verbose, quiet)
     from .trainer import TrainConfig, train  # torch: imported only when there is training to do
     if not data and not resume:
         raise DfxError("--data is required (a folder with real/ and fake/, or train/ and validate/ inside)")
     aug = [] if augment.strip().lower() == "none" else [a.strip() for a in augment.split(",") if a.strip()]
     cfg = TrainConfig(model=model, data=list(data), augment=aug, **opts)
-    result = train(cfg, resume=resume)
+    result = train(cfg, resume=resume, overwrite=overwrite)
     best = result["best"]
     click.echo(f"best epoch {result['best_epoch']}: val auc {best['auc']:.4f} acc {best['acc']:.4f} "
                f"eer {best['eer']:.4f} → {result['checkpoint']}")

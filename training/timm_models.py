@@ -7,7 +7,9 @@ When neither works the error says so; random weights are only used when asked fo
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
+from urllib.parse import urlparse
 
 from dfx.engine.errors import DfxError, MissingDependencyError
 from dfx.engine.spec import PreprocessSpec
@@ -37,6 +39,40 @@ def _timm():
     return timm
 
 
+def _hub_host() -> str | None:
+    """The Hugging Face hub's host when it can be reached from here within seconds, else None."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return None
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return None
+    return host
+
+
+def _cached_or_reachable(timm: Any, dfx_name: str, arch: str) -> dict[str, Any]:
+    """timm arguments for ImageNet weights: the cached file when there is one; the hub when it answers.
+
+    Without either, fails at once: offline, the hub client would retry for about a minute before giving up.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hub_id = timm.models.get_pretrained_cfg(arch).hf_hub_id
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            cached = try_to_load_from_cache(hub_id, name)
+            if isinstance(cached, str):
+                return {"pretrained_cfg_overlay": {"file": cached}}
+    except Exception:  # noqa: BLE001 - no cache information: let the hub decide below
+        pass
+    if _hub_host() is None:
+        raise DfxError(f"ImageNet weights for {dfx_name} ({arch}) are not in the Hugging Face cache and the hub "
+                       f"cannot be reached from here. Give a local weights file with --pretrained-file PATH, or "
+                       f"train from random weights with --no-pretrained")
+    return {}
+
+
 def _build(dfx_name: str, size_kwarg: bool):
     def build(spec: PreprocessSpec, pretrained: bool = False, pretrained_file: str | None = None,
               drop_rate: float = 0.0, img_size: Any = None, **_: Any) -> tuple[Any, dict[str, Any]]:
@@ -53,7 +89,7 @@ def _build(dfx_name: str, size_kwarg: bool):
                 raise DfxError(f"--pretrained-file {pretrained_file}: no such file")
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": os.fspath(pretrained_file)})
         elif pretrained:
-            kwargs["pretrained"] = True
+            kwargs.update(pretrained=True, **_cached_or_reachable(timm, dfx_name, arch))
         try:
             model = timm.create_model(arch, **kwargs)
         except Exception as e:  # noqa: BLE001 - hub/network/format errors all end the same way for the user

@@ -29,10 +29,15 @@ from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .data import DataSplits, FaceDataset, Sample, check_images, class_weights, load_split, load_splits, save_split
 from .options import AUGMENTATIONS, BALANCE_MODES
 from .registry import create_model, get_entry
+from .report import plot_curves, write_model_card
 
 __all__ = ["TrainConfig", "train", "evaluate", "predict", "default_out_dir", "BALANCE_MODES"]
 
 log = logging.getLogger("dfx.training")
+DEFAULT_EPOCHS = 10
+# What a run folder holds besides split.json (kept on --overwrite so later runs validate on the same images).
+RUN_FILES = ("best.safetensors", "best.json", "last.pt", "metrics.jsonl", "config.json", "MODEL_CARD.md",
+             "curves.png")
 
 
 @dataclass
@@ -45,7 +50,7 @@ class TrainConfig:
     model: str
     data: list[str]
     out: str | None = None
-    epochs: int = 10
+    epochs: int | None = None  # None: 10 for a new run, the stored value on --resume
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float | None = None
@@ -79,6 +84,8 @@ class TrainConfig:
             d.workers = min(4, os.cpu_count() or 1)
         if d.balance not in BALANCE_MODES:
             raise DfxError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got {d.balance!r}")
+        if d.epochs is None:
+            d.epochs = DEFAULT_EPOCHS
         if d.epochs < 0:
             raise DfxError("--epochs must be 0 or more")
         return d
@@ -201,17 +208,32 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> DataSpli
     return splits
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def _claim_run_folder(out: Path, overwrite: bool) -> None:
+    """Refuses to start a new run over an existing one, unless ``overwrite`` (then its files are removed)."""
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if not existing:
+        return
+    if not overwrite:
+        raise DfxError(f"{out} already holds a training run ({', '.join(existing)}); continue it with --resume, "
+                       f"start another with --out DIR, or replace it with --overwrite")
+    log.warning("--overwrite: removing the previous run's %s from %s", ", ".join(existing), out)
+    for name in existing:
+        (out / name).unlink()
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Trains (or resumes) a run; writes the best checkpoint, ``last.pt``, ``metrics.jsonl`` and ``config.json``.
 
     Args:
         cfg: the run's configuration.
-        resume: continue the run in ``cfg.out`` from its last finished epoch (its stored config is used;
-            only ``epochs`` may be raised).
+        resume: continue the run in ``cfg.out`` from its last finished epoch with its stored config; ``epochs``
+            given (not None) replaces the stored number.
+        overwrite: start a new run where one exists, removing its files (otherwise that is refused).
 
     Returns:
         Summary: best epoch, best validation metrics, checkpoint path.
     """
+    asked_epochs = cfg.epochs
     cfg = cfg.resolved()
     out = Path(cfg.out) if cfg.out else default_out_dir(cfg.model)
     state = None
@@ -220,22 +242,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         stored = TrainConfig(**json.loads((out / "config.json").read_text()))
         if stored.model != cfg.model:
             raise DfxError(f"{out} holds a {stored.model} run, not {cfg.model}")
-        cfg = dataclasses.replace(stored, epochs=max(cfg.epochs, stored.epochs))
-    out.mkdir(parents=True, exist_ok=True)
+        cfg = dataclasses.replace(stored, epochs=stored.epochs if asked_epochs is None else asked_epochs)
+    else:
+        _claim_run_folder(out, overwrite)
     entry = get_entry(cfg.model)
     spec = entry.default_spec.with_size(cfg.input_size)
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
 
-    splits = _prepare_data(cfg, out, spec)
-    log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
-             len(splits.train), len(splits.val), device)
-
+    # The model first: missing ImageNet weights fail in seconds, before a run folder exists.
     fresh = state is None  # a resumed run's weights come from last.pt: no ImageNet download or file needed
     model, model_kwargs = create_model(cfg.model, spec, pretrained=cfg.pretrained and fresh,
                                        pretrained_file=cfg.pretrained_file if fresh else None)
     if cfg.init_from and fresh:
         _init_weights(model, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = _prepare_data(cfg, out, spec)
+    log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
+             len(splits.train), len(splits.val), device)
+
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -282,11 +307,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                                                  "data": splits.summary(), "versions": _versions()})
         save_checkpoint(out / "best.safetensors", eval_model, info)
 
+    def finish(best_epoch: int, best_metrics: dict[str, Any]) -> dict[str, Any]:
+        write_model_card(out, cfg, spec, best_epoch, best_metrics, splits.summary())
+        try:
+            plot_curves(out)
+        except ImportError:
+            log.warning("curves.png not written: matplotlib is missing (pip install 'dfx[train]')")
+        return {"best_epoch": best_epoch, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
+
     if cfg.epochs == 0:  # imported or initial weights only: evaluate and keep them
         best_metrics = evaluate(model, splits.val, spec, cfg.batch_size, device, cfg.workers)
         save_best(0, best_metrics)
         _log_epoch(0, 0, float("nan"), best_metrics, 0.0, best_metrics["auc"], 0)
-        return {"best_epoch": 0, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
+        return finish(0, best_metrics)
 
     for epoch in range(start, cfg.epochs):
         # Seeds derive from (seed, epoch) alone, so a run resumed at any epoch replays the same randomness.
@@ -345,7 +378,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if bad_epochs >= cfg.patience:
             log.info("early stop: validation AUC has not improved for %d epochs", cfg.patience)
             break
-    return {"best_epoch": best_epoch, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
+    return finish(best_epoch, best_metrics)
 
 
 def _ema(model: torch.nn.Module, decay: float):

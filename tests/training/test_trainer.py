@@ -22,7 +22,8 @@ def _cfg(data, out, **kw):
 def test_training_writes_all_outputs_and_learns(tiny_data, tmp_path):
     result = T.train(_cfg(tiny_data, tmp_path / "run", epochs=4))
     out = tmp_path / "run"
-    for name in ("best.safetensors", "best.json", "last.pt", "metrics.jsonl", "config.json"):
+    for name in ("best.safetensors", "best.json", "last.pt", "metrics.jsonl", "config.json", "MODEL_CARD.md",
+                 "curves.png"):
         assert (out / name).is_file(), name
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
@@ -31,6 +32,10 @@ def test_training_writes_all_outputs_and_learns(tiny_data, tmp_path):
     assert info.threshold == info.metrics["eer_threshold"]
     assert info.extra["data"]["train"]["data"] == {"real": 12, "fake": 12}
     assert result["best"]["auc"] > 0.8  # the toy classes are easy
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"Best epoch: {result['best_epoch']}" in card and f"threshold {info.threshold:.4f}" in card
+    assert "| data | 12 | 12 | 6 | 6 |" in card and "What it was not trained on" in card
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
@@ -158,3 +163,36 @@ def test_cli_needs_data_unless_resuming(tmp_path):
     assert r.exit_code == 1 and "--data is required" in r.output
     r = CliRunner().invoke(main, ["meso4", "--out", str(tmp_path), "--resume"])
     assert r.exit_code == 1 and "nothing to resume" in r.output
+
+
+def test_a_finished_run_is_never_replaced_silently(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    T.train(_cfg(tiny_data, out, epochs=1))
+    before = (out / "best.safetensors").read_bytes(), (out / "metrics.jsonl").read_text()
+    with pytest.raises(DfxError, match="already holds a training run.*--resume.*--overwrite"):
+        T.train(_cfg(tiny_data, out, epochs=1, seed=1))
+    assert ((out / "best.safetensors").read_bytes(), (out / "metrics.jsonl").read_text()) == before
+    T.train(_cfg(tiny_data, out, epochs=1, seed=1), overwrite=True)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # the old run's epochs are gone, not mixed
+
+
+def test_resume_keeps_the_stored_epochs_unless_told(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    T.train(_cfg(tiny_data, out, epochs=1))
+    T.train(T.TrainConfig(model="meso4", data=[], out=str(out)), resume=True)  # what the CLI passes without --epochs
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    T.train(T.TrainConfig(model="meso4", data=[], out=str(out), epochs=2), resume=True)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_unreachable_imagenet_weights_fail_fast_and_leave_no_run_folder(tiny_data, tmp_path, monkeypatch):
+    import time
+
+    from dfx.training import timm_models
+
+    monkeypatch.setattr(timm_models, "_hub_host", lambda: None)
+    t0 = time.monotonic()
+    with pytest.raises(DfxError, match="not in the Hugging Face cache.*--pretrained-file.*--no-pretrained"):
+        T.train(_cfg(tiny_data, tmp_path / "vit", model="efficientnet_b0", pretrained=True))
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "vit").exists()
