@@ -255,6 +255,10 @@ def run_bench(
     from dfx.engine.artifact import read_onnx_info
     from dfx.engine.sidecar import EngineSidecar
 
+    known = list(dict.fromkeys(b for group in BACKENDS_FOR.values() for b in group))
+    unknown = [b for b in backends or () if b not in known]
+    if unknown:  # a typo must not turn into an empty table and exit 0
+        raise DfxError(f"unknown backend(s) {', '.join(unknown)}; valid: {', '.join(known)}")
     jobs: list[_Job] = []
     for a in artifacts:
         path = Path(a)

@@ -45,29 +45,40 @@ Examples:
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Write a Markdown table here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot here.")
 @click.option("--progress/--no-progress", default=None)
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True),
+              help="Render the table, --markdown and --plot of a saved --output instead of measuring.")
 @common_options
 @run_cli
 def main(artifacts, more_artifacts, models, weights_dir, data, batch_sizes, backends, min_runs, min_seconds,
-         warmup_seconds, output, markdown_path, plot_path, progress, verbose, quiet) -> None:
+         warmup_seconds, output, markdown_path, plot_path, progress, from_json, verbose, quiet) -> None:
     """Benchmark speed and accuracy of every model and backend available here."""
-    from .bench import discover_artifacts, run_bench
     from .report import markdown, plot, table
 
     setup_logging(verbose, quiet)
     if plot_path:
         import matplotlib  # noqa: F401 - fail (naming the extra) before minutes of measuring, not after
-    paths = list(artifacts) + list(more_artifacts)
-    if not paths:
-        paths = discover_artifacts(models.split(",") if models else None, weights_dir)
-    elif models:
-        raise DfxError("give either --artifacts or --models, not both")
-    result = run_bench(paths, data=data, batch_sizes=_ints(batch_sizes),
-                       backends=backends.split(",") if backends else None, warmup_s=warmup_seconds,
-                       min_runs=min_runs, min_s=min_seconds, progress=progress)
+    if from_json:
+        result = json.loads(open(from_json).read())
+    else:
+        result = _measure(list(artifacts) + list(more_artifacts), models, weights_dir, data, batch_sizes, backends,
+                          min_runs, min_seconds, warmup_seconds, progress)
     click.echo(table(result))
-    if output:
+    if output and not from_json:
         atomic_write_text(output, json.dumps(result, indent=1))
     if markdown_path:
         atomic_write_text(markdown_path, markdown(result))
     if plot_path:
         plot(result, plot_path)
+
+
+def _measure(paths, models, weights_dir, data, batch_sizes, backends, min_runs, min_seconds, warmup_seconds,
+             progress) -> dict:
+    from .bench import discover_artifacts, run_bench
+
+    if not paths:
+        paths = discover_artifacts(models.split(",") if models else None, weights_dir)
+    elif models:
+        raise DfxError("give either --artifacts or --models, not both")
+    return run_bench(paths, data=data, batch_sizes=_ints(batch_sizes),
+                     backends=backends.split(",") if backends else None, warmup_s=warmup_seconds,
+                     min_runs=min_runs, min_s=min_seconds, progress=progress)

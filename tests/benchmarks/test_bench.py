@@ -111,3 +111,52 @@ def test_row_names_tell_artifacts_apart(tmp_path):
     # two exports side by side in one folder (an A/B) must not share a row name
     a, b = (_model_label(tmp_path / "ab" / f"meso4-{v}.onnx", "meso4") for v in ("old", "new"))
     assert (a, b) == ("meso4-old (meso4)", "meso4-new (meso4)")
+
+
+def test_unknown_backend_is_a_usage_error(tiny_onnx):
+    r = CliRunner().invoke(main, ["--artifacts", str(tiny_onnx), "--backends", "trt"])
+    assert r.exit_code == 1 and "unknown backend(s) trt; valid: pytorch-eager" in r.output
+
+
+def test_table_names_the_artifact_kind(result):
+    lines = table(result).splitlines()
+    assert lines[1].split()[:4] == ["model", "backend", "kind", "batch"]
+    import re
+
+    row = re.compile(r" (?:onnxruntime-cpu|pytorch-eager) +(\S+ ?\S*)  ")
+    kinds = {m.group(1).strip() for line in lines[2:] if (m := row.search(line))}
+    assert kinds == {"fp32", "torch fp32"}  # ONNX and checkpoint rows
+
+
+def test_plot_is_readable_log_axes_real_batch_sizes_auc_in_legend(result, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from dfx.benchmarks.report import figure
+
+    fig = figure(result)
+    panels = [ax for ax in fig.axes if ax.get_title() and ax.get_title() != "ROC"]
+    assert panels
+    for ax in panels:
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "4"]
+        assert ax.get_legend() is None  # the throughput legend is the figure's, under the panels
+    (roc,) = [ax for ax in fig.axes if ax.get_title() == "ROC"]
+    labels = [t.get_text() for t in roc.get_legend().get_texts()]
+    assert labels and all("AUC" in x for x in labels)
+    # pytorch-eager and onnxruntime score alike here: their identical curves share one entry instead of hiding
+    assert any(" = " in x for x in labels)
+    legend = fig.legends[0]
+    assert {t.get_text() for t in legend.get_texts()} >= {"onnxruntime-cpu (fp32)", "pytorch-eager (torch fp32)"}
+    w, h = fig.get_size_inches() * 100
+    assert w <= 1300
+    plt.close(fig)
+
+
+def test_from_json_renders_without_measuring(result, tmp_path):
+    saved = tmp_path / "r.json"
+    saved.write_text(json.dumps(result))
+    r = CliRunner().invoke(main, ["--from-json", str(saved), "--markdown", str(tmp_path / "r.md"),
+                                  "--plot", str(tmp_path / "r.png")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "r.md").read_text() == markdown(result)
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
