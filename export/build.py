@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,24 @@ def _restamp(path: Path, info: ModelInfo) -> None:
     onnx.save(proto, str(path))
 
 
+class _Steps:
+    """One log line as each export step starts and how long it took: the long ones (a ViT export, an engine
+    build) show what is happening instead of a silent minute."""
+
+    def __init__(self) -> None:
+        self._t0: float | None = None
+
+    def next(self, what: str) -> None:
+        self.done()
+        log.info("%s …", what)
+        self._t0 = time.perf_counter()
+
+    def done(self) -> None:
+        if self._t0 is not None:
+            log.info("  done in %.1f s", time.perf_counter() - self._t0)
+        self._t0 = None
+
+
 def export_model(
     checkpoint: str | Path | None = None,
     onnx: str | Path | None = None,
@@ -112,6 +131,7 @@ def export_model(
     if int8 and not calib:
         raise DfxError("--int8 needs --calib DIR (images to calibrate on, preferably with real/ and fake/)")
     result = ExportResult()
+    steps = _Steps()
     src = Path(checkpoint or onnx)
     out = Path(out_dir) if out_dir else src.parent
     out.mkdir(parents=True, exist_ok=True)
@@ -129,6 +149,7 @@ def export_model(
         fp32 = out / f"{name}.onnx"
         x, desc = verification_inputs(info.spec, verify_data or _default_verify_dir(info), n_verify)
         ref = torch_logits(model, x)
+        steps.next(f"exporting {name} to ONNX (opset {opset}) and verifying it against PyTorch on {desc}")
         export_onnx(model, info, fp32, opset)
         ref32 = _ort_logits(fp32, x)
         _check(result, compare("onnx vs pytorch", ref, ref32, info.threshold, *TOLERANCES["onnx"], inputs=desc),
@@ -140,6 +161,7 @@ def export_model(
                 from dfx.engine.errors import MissingDependencyError
 
                 raise MissingDependencyError("onnxslim", "export") from e
+            steps.next("simplifying the graph with onnxslim")
             slim = onnxslim.slim(str(fp32))  # in memory: stamp the record and write once
             embed_metadata(slim, info)
             atomic_write_bytes(fp32, slim.SerializeToString())
@@ -164,6 +186,7 @@ def export_model(
     if fp16:
         from .fp16 import convert_fp16
 
+        steps.next("converting to FP16 and verifying it against the FP32 ONNX")
         f16 = convert_fp16(fp32, out / f"{name}.fp16.onnx")  # the converter keeps metadata_props
         _check(result, compare("fp16 onnx vs fp32 onnx", ref32, _ort_logits(f16, x), info.threshold,
                                *TOLERANCES["fp16"], inputs=desc), f16)
@@ -172,6 +195,7 @@ def export_model(
             from dfx.engine.backends.tensorrt_backend import TensorRTBackend
 
             plan = out / f"{name}.plan"
+            steps.next("building the TensorRT engine (minutes for large models)")
             build_engine(f16, fp32, plan, info, profile, workspace_gib, opt_level)
             with TensorRTBackend(plan) as be:
                 got = backend_logits(be.infer, x, batch=min(profile["max"], 16))
@@ -186,6 +210,7 @@ def export_model(
         from .int8 import quantize_int8
 
         q = out / f"{name}.int8.onnx"
+        steps.next(f"calibrating INT8 on {calib} and comparing speed and accuracy with FP32")
         result.int8 = quantize_int8(fp32, q, info, Path(calib))
         if result.int8.kept:
             _restamp(q, info)
@@ -194,4 +219,5 @@ def export_model(
             result.notices.append(f"INT8 not kept ({result.int8.reason}); {fp32.name} stays the CPU artifact")
 
     atomic_write_text(out / f"{name}.export.json", json.dumps(result.to_dict(), indent=2))
+    steps.done()
     return result

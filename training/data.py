@@ -25,6 +25,7 @@ from dfx.engine.artifact import atomic_write_text
 from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.errors import DfxError
 from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, child_dir, labelled_images
+from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec, preprocess
 
 __all__ = ["Sample", "DataSplits", "load_splits", "check_images", "FaceDataset"]
@@ -119,8 +120,9 @@ def load_splits(data_dirs: list[Path], val_fraction: float = 0.15, seed: int = 0
     return DataSplits(train, val, split_record=record)
 
 
-def check_images(samples: list[Sample], spec: PreprocessSpec, threads: int = 8) -> tuple[list[Sample], dict]:
-    """Decodes every image once; unreadable ones are reported by status and dropped (never blanked).
+def check_images(samples: list[Sample], spec: PreprocessSpec, threads: int = 8,
+                 desc: str = "checking images") -> tuple[list[Sample], dict]:
+    """Decodes every image once (a progress bar on a terminal); unreadable ones are reported and dropped.
 
     Returns:
         (good samples, {status: [paths]}).
@@ -133,7 +135,8 @@ def check_images(samples: list[Sample], spec: PreprocessSpec, threads: int = 8) 
             return e.status
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        statuses = list(pool.map(probe, samples))
+        statuses = list(progress_bar(pool.map(probe, samples), total=len(samples), desc=desc, unit="img",
+                                     leave=False))
     good = [s for s, st in zip(samples, statuses) if st is None]
     bad: dict[str, list[str]] = {}
     for s, st in zip(samples, statuses):

@@ -191,8 +191,8 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> DataSpli
     split_path = out / "split.json"
     splits = load_splits([Path(d) for d in cfg.data], cfg.val_fraction, cfg.seed, stored=load_split(split_path))
     save_split(split_path, splits.split_record)
-    splits.train, bad_train = check_images(splits.train, spec)
-    splits.val, bad_val = check_images(splits.val, spec)
+    splits.train, bad_train = check_images(splits.train, spec, desc="decoding training images")
+    splits.val, bad_val = check_images(splits.val, spec, desc="decoding validation images")
     for status, paths in {**bad_train, **bad_val}.items():
         splits.skipped.setdefault(status, []).extend(paths)
     if splits.skipped:

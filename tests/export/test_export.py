@@ -123,3 +123,11 @@ def test_batch_sizes_are_validated():
     for bad in ("32,1,128", "a,b,c", "1,2"):
         with pytest.raises(DfxError, match="MIN,OPT,MAX"):
             parse_batch_sizes(bad)
+
+
+def test_each_export_step_is_announced_with_its_time(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="dfx.export"):
+        export_model(checkpoint=_checkpoint(tmp_path, "meso4"), fp16=True, engine=False)
+    text = caplog.text
+    assert "exporting meso4 to ONNX (opset 17)" in text and "converting to FP16" in text
+    assert text.count("done in") == 2

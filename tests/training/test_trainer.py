@@ -196,3 +196,19 @@ def test_unreachable_imagenet_weights_fail_fast_and_leave_no_run_folder(tiny_dat
     with pytest.raises(DfxError, match="not in the Hugging Face cache.*--pretrained-file.*--no-pretrained"):
         T.train(_cfg(tiny_data, tmp_path / "vit", model="efficientnet_b0", pretrained=True))
     assert time.monotonic() - t0 < 30 and not (tmp_path / "vit").exists()
+
+
+def test_decoding_the_training_set_shows_progress(tiny_data, monkeypatch):
+    from dfx.engine.spec import PreprocessSpec
+    from dfx.training import data as D
+
+    seen = {}
+
+    def recording_bar(iterable, **kw):
+        seen.update(kw)
+        return iterable
+
+    monkeypatch.setattr(D, "progress_bar", recording_bar)
+    samples = load_splits([tiny_data]).train
+    good, bad = D.check_images(samples, PreprocessSpec(input_size=(32, 32)), desc="decoding training images")
+    assert seen["total"] == len(samples) == len(good) and seen["desc"] == "decoding training images" and not bad
