@@ -6,7 +6,7 @@ import json
 
 import click
 
-from dfx.cli_common import common_options, run_cli, setup_logging
+from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.artifact import atomic_write_text
 from dfx.engine.errors import DfxError
 
@@ -23,7 +23,7 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-@click.command(epilog="""\b
+@click.command(cls=DfxCommand, epilog="""\b
 Examples:
   dfx-bench                                 # everything under weights/ and the bundled model
   dfx-bench --models meso4,xception --data ../shared/data/stylegan2-ffhq/validate --batch-sizes 1,8,32

@@ -16,7 +16,8 @@ import click
 
 from dfx.engine.errors import DfxError
 
-__all__ = ["setup_logging", "common_options", "run_cli", "train_main", "export_main", "bench_main", "infer_main"]
+__all__ = ["DfxCommand", "threshold_option", "setup_logging", "common_options", "run_cli", "train_main",
+           "export_main", "bench_main", "infer_main"]
 
 # Top-level module of an optional dependency → the extra that installs it.
 EXTRA_FOR = {"torch": "train", "torchvision": "train", "timm": "train", "safetensors": "train", "h5py": "train",
@@ -39,6 +40,27 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+class DfxCommand(click.Command):
+    """A click command whose usage errors exit 1: dfx reserves 2 for "some inputs could not be scored"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            e.exit_code = 1
+            raise
+
+
+def threshold_option(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click callback: a P(fake) threshold must be a finite number in [0, 1] (click's FloatRange lets NaN in)."""
+    from dfx.engine.artifact import check_threshold
+
+    try:
+        return None if value is None else check_threshold(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
 
 
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import DfxError
 from .spec import PreprocessSpec
 
-__all__ = ["ModelInfo", "LABELS", "META_KEY", "FORMAT_VERSION", "sha256_file", "atomic_write_bytes",
+__all__ = ["ModelInfo", "check_threshold", "LABELS", "META_KEY", "FORMAT_VERSION", "sha256_file", "atomic_write_bytes",
            "atomic_write_text", "read_onnx_info"]
 
 LABELS = {0: "real", 1: "fake"}
@@ -66,21 +66,33 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
-        """Parses a record; a newer format or a label convention other than 1 = fake is refused."""
+        """Parses a record; a newer format, a label convention other than 1 = fake, or a field of the wrong type or
+        out of range (a threshold that is not a number in [0, 1]) is refused."""
+        if not isinstance(d, dict):
+            raise DfxError(f"artifact metadata must be a JSON object, got {type(d).__name__}")
         version = d.get("format_version", 0)
-        if version > FORMAT_VERSION:
-            raise DfxError(f"artifact metadata format {version} is newer than this dfx understands "
-                           f"({FORMAT_VERSION}); upgrade dfx")
-        labels = {int(k): v for k, v in d.get("labels", {"0": "real", "1": "fake"}).items()}
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise DfxError(f"artifact metadata format {version!r} is not one this dfx understands "
+                           f"({FORMAT_VERSION} or older); upgrade dfx")
+        try:
+            labels = {int(k): v for k, v in d.get("labels", {"0": "real", "1": "fake"}).items()}
+        except (AttributeError, TypeError, ValueError) as e:
+            raise DfxError(f"artifact labels are malformed: {d.get('labels')!r}") from e
         if labels != LABELS:
             raise DfxError(f"artifact labels {labels} differ from dfx's convention {LABELS}")
         try:
+            if not isinstance(d["spec"], dict) or not isinstance(d["arch"], str):
+                raise TypeError("spec must be an object and arch a string")
+            for key in ("model_kwargs", "metrics", "extra"):
+                if not isinstance(d.get(key, {}), dict):
+                    raise TypeError(f"{key} must be an object")
             spec = PreprocessSpec.from_dict(d["spec"])
-            return cls(arch=d["arch"], spec=spec, threshold=float(d.get("threshold", 0.5)), labels=labels,
+            info = cls(arch=d["arch"], spec=spec, threshold=check_threshold(d.get("threshold", 0.5)), labels=labels,
                        model_kwargs=dict(d.get("model_kwargs", {})), metrics=dict(d.get("metrics", {})),
                        extra=dict(d.get("extra", {})))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DfxError(f"artifact metadata is incomplete or invalid: {e}") from e
+        return info
 
     @classmethod
     def from_json(cls, text: str) -> ModelInfo:
@@ -89,6 +101,16 @@ class ModelInfo:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:
             raise DfxError(f"artifact metadata is not valid JSON: {e}") from e
+
+
+def check_threshold(value: Any) -> float:
+    """``value`` as a P(fake) threshold: a finite number in [0, 1] (NaN would label everything real)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"threshold must be a number in [0, 1], got {value!r}")
+    t = float(value)
+    if not (0.0 <= t <= 1.0):  # also false for NaN
+        raise ValueError(f"threshold must be a number in [0, 1], got {value!r}")
+    return t
 
 
 def read_onnx_info(session_or_path: Any) -> ModelInfo:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dfx.cli_common import common_options, run_cli, setup_logging
+from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging, threshold_option
 
 from .decode_pool import DECODE_MODES, PROCESS_MIN_CPUS, default_workers
 from .select import BACKEND_CHOICES
@@ -15,7 +15,7 @@ from .writers import FIELDS, FORMATS
 __all__ = ["main"]
 
 
-@click.command(epilog=f"""\b
+@click.command(cls=DfxCommand, epilog=f"""\b
 Examples:
   dfx-infer photos/                                  # bundled default model, best backend here
   dfx-infer photos/ --engine xception.plan           # TensorRT FP16 engine on the GPU
@@ -41,7 +41,7 @@ has a row with its status), 1 usage error.""")
 @click.option("--threads", type=click.IntRange(1), help=f"Decode workers [default: {default_workers()}].")
 @click.option("--fp16/--no-fp16", default=True, show_default=True,
               help="On a GPU, run NAME.fp16.onnx when it lies beside the NAME.onnx given.")
-@click.option("--threshold", type=click.FloatRange(0, 1), help="P(fake) threshold for the label column.")
+@click.option("--threshold", type=float, callback=threshold_option, help="P(fake) threshold for the label column.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @common_options
 @run_cli

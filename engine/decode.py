@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _check_file(path: str | os.PathLike) -> None:
+    """Refuses what is not a non-empty regular file before opening it: reading a FIFO or a device can block
+    forever, and a folder here is one that could not be listed."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise DecodeError(Status.UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise DecodeError(Status.UNREADABLE, "a folder that could not be listed (permissions, or a path too long)")
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError(Status.NOT_IMAGE, "not a regular file (a pipe, socket or device); it was not opened")
+    if st.st_size == 0:
+        raise DecodeError(Status.EMPTY, "file is empty (0 bytes)")
+
+
 def load_image(
     source: str | os.PathLike | bytes,
     target_size: tuple[int, int] | None = None,
@@ -97,8 +113,7 @@ def load_image(
                 raise DecodeError(Status.EMPTY, "file is empty (0 bytes)")
             fp: object = io.BytesIO(source)
         else:
-            if os.path.getsize(source) == 0:
-                raise DecodeError(Status.EMPTY, "file is empty (0 bytes)")
+            _check_file(source)
             fp = source
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF/palette warnings are not the user's problem

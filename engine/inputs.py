@@ -9,18 +9,25 @@ from pathlib import Path
 from .decode import is_image_path
 from .errors import DfxError
 
-__all__ = ["iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images", "CLASSES", "TRAIN_NAMES",
-           "VAL_NAMES"]
+__all__ = ["path_key", "iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images", "CLASSES",
+           "TRAIN_NAMES", "VAL_NAMES"]
 
 CLASSES = {"real": 0, "fake": 1}  # class folder name → label (1 = fake, everywhere)
 TRAIN_NAMES = ("train", "training")  # split folder names accepted in a data set (lower-cased)
 VAL_NAMES = ("validate", "val", "validation", "valid")
 
 
+def path_key(path: str | os.PathLike) -> str:
+    """The identity of an input file — its real absolute path, however it was spelled (``./x/../x``, absolute,
+    through a symlink) — so overlapping inputs and ``--resume`` never give one file two rows."""
+    return os.path.realpath(path)
+
+
 def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]]) -> Iterator[Path]:
     try:
         st = folder.stat()
-    except OSError:
+    except OSError:  # e.g. a path longer than PATH_MAX: a row that says so, not silence
+        yield folder
         return
     key = (st.st_dev, st.st_ino)
     if key in seen_dirs:  # a symlink loop, or the same folder reached twice
@@ -29,6 +36,8 @@ def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]]) -> Ite
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
+        # Its files cannot be known: the folder itself gets a row (status unreadable) instead of vanishing.
+        yield folder
         return
     for entry in entries:
         path = Path(entry.path)
@@ -67,7 +76,7 @@ def _iter(paths: list[Path], recursive: bool) -> Iterator[Path]:
     for p in paths:
         for f in _walk(p, recursive, seen_dirs) if p.is_dir() else iter([p]):
             if seen_files is not None:
-                key = os.path.normpath(str(f))
+                key = path_key(f)
                 if key in seen_files:
                     continue
                 seen_files.add(key)

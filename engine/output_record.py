@@ -10,13 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .artifact import ModelInfo, atomic_write_text
+from .decode import VIDEO_EXTENSIONS, is_image_path
 from .errors import DfxError
 
-__all__ = ["OutputRecord", "record_path", "claim_output"]
+__all__ = ["OutputRecord", "record_path", "claim_output", "check_output_path", "output_lock"]
 
 log = logging.getLogger("dfx.engine")
 
@@ -76,3 +81,63 @@ def claim_output(output: str | Path, record: OutputRecord, appending: bool) -> N
                                f"--output")
             return
     atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")
+
+
+def check_output_path(output: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Refuses an output that would destroy an input or hang the run, before anything is opened.
+
+    Raises:
+        DfxError: the output is not a regular file (a folder, FIFO, device), is named like an image or video, or
+            is one of the input files.
+    """
+    path = Path(output)
+    if is_image_path(path) or path.suffix.lower() in VIDEO_EXTENSIONS:
+        raise DfxError(f"--output {output} is named like an image or video: writing scores there would replace "
+                       f"it. Name the output .csv, .jsonl or .json")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise DfxError(f"--output {output}: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise DfxError(f"--output {output} is not a regular file (a folder, pipe or device); give a file path")
+    for item in inputs:
+        try:
+            if os.path.samefile(path, item):
+                raise DfxError(f"--output {output} is one of the inputs; it would be overwritten")
+        except OSError:
+            continue
+
+
+@contextmanager
+def output_lock(output: str | Path) -> Iterator[None]:
+    """Holds an exclusive lock on ``output`` for a run, so two dfx-infer runs never write one file at once.
+
+    Raises:
+        DfxError: another process holds the lock, or the file cannot be opened.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks to take
+        yield
+        return
+    created = not os.path.exists(output)
+    try:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(output, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DfxError(f"cannot write {output}: {e.strerror or e}") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise DfxError(f"another dfx-infer is writing {output} right now; wait for it to finish, or write "
+                           f"to another --output") from e
+        try:
+            yield
+        finally:
+            if created and os.fstat(fd).st_size == 0:  # a run that stopped before writing leaves no empty file
+                Path(output).unlink(missing_ok=True)
+    finally:
+        os.close(fd)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from .artifact import check_threshold
 from .decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Status
 from .decode_pool import resolve_decode_mode
 from .default_model import default_model_path
 from .errors import DfxError
-from .inputs import iter_inputs
-from .output_record import OutputRecord, claim_output
+from .inputs import iter_inputs, path_key
+from .output_record import OutputRecord, check_output_path, claim_output, output_lock
 from .pipeline import score_files
 from .progress import progress_bar
 from .select import open_backend
@@ -53,6 +55,16 @@ class ScanSummary:
         skip = f", {self.skipped_resume} already in the output" if self.skipped_resume else ""
         return (f"scored {self.scored} images: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
                 f"in {self.seconds:.1f} s ({rate:.1f} img/s, {self.model} on {self.backend})")
+
+
+def _unseen(files: Iterator[Path], done: set[str], summary: ScanSummary, bar) -> Iterator[Path]:
+    """``files`` without those already in the output being resumed."""
+    for f in files:
+        if path_key(f) in done:
+            summary.skipped_resume += 1
+            bar.update(1)
+        else:
+            yield f
 
 
 def _count_into(bar, inputs: Sequence[str | Path], recursive: bool) -> None:
@@ -112,55 +124,61 @@ def scan(
         decode: decode workers: ``auto``, ``threads`` or ``processes``.
         fp16: on a GPU, run ``NAME.fp16.onnx`` when it lies beside the ``NAME.onnx`` given.
     """
+    if threshold is not None:
+        try:
+            threshold = check_threshold(threshold)
+        except ValueError as e:
+            raise DfxError(str(e)) from e
     fmt = format_for(output, fmt)
-    done = already_scored(Path(output), fmt) if resume and output else set()
+    if output is not None:
+        check_output_path(output, inputs)
     files = iter_inputs(inputs, recursive)
     first = next(files, None)
     if first is None:  # stop before anything is written, and say why
         raise DfxError(explain_no_images(inputs, recursive))
     files = itertools.chain([first], files)
-    summary = ScanSummary()
-    bar = progress_bar(unit="img", desc="scoring", enabled=progress)
-    if not bar.disable:  # a total gives an ETA: cheap without --recursive (a listing); else counted beside the scan
-        if recursive:
-            threading.Thread(target=_count_into, args=(bar, inputs, recursive), daemon=True).start()
-        else:
-            _count_into(bar, inputs, recursive)
-    if done:
-        def unseen(source):
-            for f in source:
-                if str(f) in done:
-                    summary.skipped_resume += 1
-                    bar.update(1)
-                else:
-                    yield f
-        files = unseen(files)
     artifact = engine or default_model_path()
     be = open_backend(artifact, backend, fp16=fp16)
     decode = resolve_decode_mode(decode)
-    summary.backend = f"{be.name} ({be.device}), {decode} decoding"
-    summary.model = f"{be.info.arch} from {be.path.name}"
-    append = appends(output, resume)
-    if output is not None:
-        record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact)
-        claim_output(output, record, appending=append)
-    writer = open_writer(output, fmt, append=append, stdout=stdout)
-    t0 = time.perf_counter()
-    try:
-        with be:
-            for i, row in enumerate(score_files(be, files, batch_size, threads, threshold, decode=decode)):
-                writer.write(row)
-                if row.status == Status.OK:
-                    summary.scored += 1
-                    summary.fake += row.label == "fake"
-                else:
-                    summary.errors[row.status] += 1
-                if i % batch_size == batch_size - 1:
-                    writer.flush()  # rows reach the file batch by batch: a crash loses nothing already scored
-                bar.update(1)
-    finally:
-        writer.close()
-        bar.close()
-        summary.seconds = time.perf_counter() - t0
+    summary = ScanSummary(backend=f"{be.name} ({be.device}), {decode} decoding",
+                          model=f"{be.info.arch} from {be.path.name}")
+    with contextlib.ExitStack() as stack:
+        if output is not None:
+            stack.enter_context(output_lock(output))
+        bar = stack.enter_context(progress_bar(unit="img", desc="scoring", enabled=progress))
+        if not bar.disable:  # a total gives an ETA: cheap without --recursive (a listing); else counted alongside
+            if recursive:
+                threading.Thread(target=_count_into, args=(bar, inputs, recursive), daemon=True).start()
+            else:
+                _count_into(bar, inputs, recursive)
+        done = already_scored(Path(output), fmt) if resume and output else set()
+        if done:
+            files = _unseen(files, done, summary, bar)
+        append = appends(output, resume)
+        if output is not None:
+            record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact)
+            claim_output(output, record, appending=append)
+        writer = open_writer(output, fmt, append=append, stdout=stdout)
+        t0 = time.perf_counter()
+        try:
+            with be:
+                for i, row in enumerate(score_files(be, files, batch_size, threads, threshold, decode=decode)):
+                    writer.write(row)
+                    if row.status == Status.OK:
+                        summary.scored += 1
+                        summary.fake += row.label == "fake"
+                    else:
+                        summary.errors[row.status] += 1
+                    if i % batch_size == batch_size - 1:
+                        writer.flush()  # rows reach the file batch by batch: a crash loses nothing already scored
+                    bar.update(1)
+                writer.close()
+        except OSError as e:  # a full disk, a removed output folder: the rows flushed so far stay, resumable
+            raise DfxError(f"cannot write {output or 'the output'}: {e.strerror or e}; the rows written so far "
+                           f"are kept (--resume continues)") from e
+        finally:
+            with contextlib.suppress(OSError):
+                writer.close()
+            summary.seconds = time.perf_counter() - t0
     return summary
 

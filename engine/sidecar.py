@@ -56,8 +56,16 @@ class EngineSidecar:
         try:
             d = json.loads(path.read_text())
             d["info"] = ModelInfo.from_dict(d["info"])
-            return cls(**d)
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            sidecar = cls(**d)
+            p = sidecar.profile
+            if not all(isinstance(p.get(k), int) and not isinstance(p.get(k), bool) for k in ("min", "opt", "max")) \
+                    or not 1 <= p["min"] <= p["opt"] <= p["max"]:
+                raise ValueError(f"profile must hold integers 1 <= min <= opt <= max, got {p!r}")
+            if not isinstance(sidecar.onnx, str):
+                raise TypeError(f"onnx must be a file name, got {sidecar.onnx!r}")
+            return sidecar
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError, DfxError) \
+                as e:
             raise DfxError(f"{path} is damaged ({type(e).__name__}: {e}); rebuild the engine with dfx-export") from e
 
     def fallback_onnx(self, plan: str | Path) -> Path:

@@ -7,6 +7,8 @@ Training's evaluation transform, export verification, the runtime and the benchm
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ INTERPOLATIONS = {
 }
 RESIZE_MODES = ("squash", "center_crop")
 CHANNEL_ORDERS = ("RGB", "BGR")
+MAX_INPUT_SIDE = 4096  # far above any detector's input; a larger "size" in an artifact is damage, not a model
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,20 @@ class PreprocessSpec:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, got {self.channel_order!r}")
+        if len(self.input_size) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                                  for v in self.input_size):
+            raise ValueError(f"input_size must be two integers, got {self.input_size!r}")
         h, w = self.input_size
-        if h < 8 or w < 8:
-            raise ValueError(f"input_size must be at least 8x8, got {self.input_size}")
+        if not (8 <= h <= MAX_INPUT_SIDE and 8 <= w <= MAX_INPUT_SIDE):
+            raise ValueError(f"input_size must be between 8 and {MAX_INPUT_SIDE} pixels a side, got {self.input_size}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ValueError(f"{name} must be three finite numbers, got {values!r}")
+        if not all(v > 0 for v in self.std):
+            raise ValueError(f"std must be positive, got {self.std!r}")
+        if not isinstance(self.scale, (int, float)) or not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be a positive number, got {self.scale!r}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
         # Normalise JSON lists back to tuples so specs compare equal after a round trip.
@@ -93,6 +107,8 @@ class PreprocessSpec:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown PreprocessSpec fields {sorted(unknown)}; this dfx knows {sorted(known)}")
+        if "input_size" in d and isinstance(d["input_size"], list):
+            d = {**d, "input_size": [int(v) if isinstance(v, float) and v.is_integer() else v for v in d["input_size"]]}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 

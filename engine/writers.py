@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import IO
 
 from .errors import DfxError
+from .inputs import path_key
 from .pipeline import Row
 
-__all__ = ["FIELDS", "FORMATS", "record", "open_writer", "format_for", "already_scored", "appends"]
+__all__ = ["FIELDS", "FORMATS", "record", "printable", "open_writer", "format_for", "already_scored", "appends"]
 
 FIELDS = ("path", "score", "label", "status", "error")
 FORMATS = ("table", "csv", "jsonl", "json")
@@ -38,6 +39,11 @@ def format_for(output: str | None, fmt: str | None) -> str:
     return _SUFFIX[suffix]
 
 
+def printable(path: str) -> str:
+    """A path for a terminal: bytes that are not UTF-8 (kept as surrogates by Python) shown as \\x escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def record(row: Row) -> dict:
     """A row as the JSON formats write it (score rounded to 6 decimals, None when not scored)."""
     return {"path": row.path, "score": None if row.score is None else round(row.score, 6), "label": row.label,
@@ -48,6 +54,7 @@ class _Writer:
     def __init__(self, f: IO[str]):
         self.f = f
         self.owns_file = False
+        self.closed = False
 
     def write(self, row: Row) -> None:
         raise NotImplementedError
@@ -56,9 +63,15 @@ class _Writer:
         self.f.flush()
 
     def close(self) -> None:
-        self.flush()
-        if self.owns_file:
-            self.f.close()
+        """Flushes and closes (the file, when the writer opened it); a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.flush()
+        finally:
+            if self.owns_file:
+                self.f.close()
 
 
 class _Table(_Writer):
@@ -69,7 +82,7 @@ class _Table(_Writer):
     def write(self, row: Row) -> None:
         score = "-" if row.score is None else f"{row.score:.4f}"
         tail = f"  ({row.error})" if row.error else ""
-        self.f.write(f"{score:>8}  {row.label or '-':<5}  {row.status:<13}  {row.path}{tail}\n")
+        self.f.write(f"{score:>8}  {row.label or '-':<5}  {row.status:<13}  {printable(row.path)}{tail}\n")
 
 
 class _Csv(_Writer):
@@ -102,7 +115,8 @@ class _Json(_Writer):
         self.first = False
 
     def close(self) -> None:
-        self.f.write("\n]\n")
+        if not self.closed:
+            self.f.write("\n]\n")
         super().close()
 
 
@@ -122,16 +136,43 @@ def _trim_partial_line(path: Path) -> None:
 
 
 def already_scored(output: Path, fmt: str) -> set[str]:
-    """Paths with a row in an existing CSV/JSONL output (for ``--resume``); a torn last line is dropped."""
+    """Files with a row in an existing CSV/JSONL output (for ``--resume``), as :func:`path_key` keys.
+
+    A torn last line (a crash mid-write) is dropped; any other line that is not a row of this schema (a foreign
+    header, garbage, a record torn across lines) stops the resume with its line number instead of guessing.
+    """
     if not output.is_file():
         return set()
     if fmt not in ("csv", "jsonl"):
         raise DfxError("--resume needs a streamable output: use a .csv or .jsonl file")
     _trim_partial_line(output)
-    with open(output, newline="") as f:
+    # Paths that are not valid UTF-8 were written byte for byte (surrogateescape): read them back the same way.
+    with open(output, newline="", encoding="utf-8", errors="surrogateescape") as f:
         if fmt == "csv":
-            return {r["path"] for r in csv.DictReader(f)}
-        return {json.loads(line)["path"] for line in f if line.strip()}
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return set()
+            if tuple(header) != FIELDS:
+                raise DfxError(f"{output}: its header {header} is not dfx's ({','.join(FIELDS)}); resume into a "
+                               f"file dfx-infer wrote, or write to a new --output")
+            keys = set()
+            for row in reader:
+                if len(row) != len(FIELDS):
+                    raise DfxError(f"{output}, line {reader.line_num}: not a row of {len(FIELDS)} fields; the file "
+                                   f"was edited or damaged. Repair or remove that line, or write to a new --output")
+                keys.add(path_key(row[0]))
+            return keys
+        keys = set()
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                keys.add(path_key(json.loads(line)["path"]))
+            except (ValueError, KeyError, TypeError) as e:
+                raise DfxError(f"{output}, line {n}: not a dfx row ({type(e).__name__}); repair or remove that "
+                               f"line, or write to a new --output") from e
+        return keys
 
 
 def appends(output: str | None, resume: bool) -> bool:
@@ -144,8 +185,12 @@ def open_writer(output: str | None, fmt: str, append: bool = False, stdout: IO[s
     if output is None:
         f: IO[str] = stdout or sys.stdout
     else:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        f = open(output, "a" if append else "w", encoding="utf-8", newline="")
+        try:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            # surrogateescape: a file name that is not valid UTF-8 is written as its own bytes, not a crash
+            f = open(output, "a" if append else "w", encoding="utf-8", errors="surrogateescape", newline="")
+        except OSError as e:
+            raise DfxError(f"cannot write {output}: {e.strerror or e}") from e
     writer = {"table": lambda: _Table(f), "csv": lambda: _Csv(f, header=not append), "jsonl": lambda: _Jsonl(f),
               "json": lambda: _Json(f)}[fmt]()
     writer.owns_file = output is not None

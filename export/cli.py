@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dfx.cli_common import common_options, run_cli, setup_logging
+from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
 from .onnx_export import onnx_module
@@ -14,7 +14,7 @@ from .onnx_export import onnx_module
 __all__ = ["main"]
 
 
-@click.command(epilog="""\b
+@click.command(cls=DfxCommand, epilog="""\b
 Examples:
   dfx-export --model xception --fp16            # weights/xception/best → xception.onnx, .fp16.onnx, .plan
   dfx-export --checkpoint runs/x/best.safetensors --out build/

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dfx.cli_common import common_options, run_cli, setup_logging
+from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
 from .options import AUGMENTATIONS, BALANCE_MODES
@@ -12,7 +12,8 @@ from .options import AUGMENTATIONS, BALANCE_MODES
 __all__ = ["main"]
 
 
-@click.command(help="Train MODEL (meso4, mesoinception4, xception, efficientnet_b0, vit_b16; aliases meso, "
+@click.command(cls=DfxCommand,
+               help="Train MODEL (meso4, mesoinception4, xception, efficientnet_b0, vit_b16; aliases meso, "
                     "mesoinception, effnet, vit) on folders of real and fake faces.", epilog="""\b
 Examples:
   dfx-train meso4 --data ../shared/data/mesonet-deepfake --epochs 10
