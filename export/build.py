@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +53,8 @@ def _check(result: ExportResult, report: VerifyReport, artifact: Path) -> None:
     if not report.passed:
         failed = artifact.with_name(artifact.name + ".failed")
         artifact.replace(failed)  # keep it for inspection, under a name no loader picks up
-        raise DfxError(f"verification failed, artifact moved to {failed.name}: {report.line()}")
+        raise DfxError(f"verification failed, artifact kept as {failed.name} (earlier exports are untouched): "
+                       f"{report.line()}")
 
 
 def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
@@ -97,6 +101,39 @@ def export_model(
     checkpoint: str | Path | None = None,
     onnx: str | Path | None = None,
     out_dir: str | Path | None = None,
+    **options: Any,
+) -> ExportResult:
+    """Builds and verifies deployable artifacts in a staging folder, then moves them into place together.
+
+    A verified artifact from an earlier export is never removed by a later attempt that fails: the failed file
+    lands beside it as ``NAME….failed`` and the earlier files (and their ``NAME.export.json``) stay as they were.
+    Arguments: see :func:`_export_into` (``options`` are its keyword arguments).
+    """
+    if (checkpoint is None) == (onnx is None):
+        raise DfxError("give exactly one of a checkpoint (--model/--checkpoint) or --onnx")
+    out = Path(out_dir) if out_dir else Path(checkpoint or onnx).parent
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".dfx-export-", dir=out))
+    try:
+        try:
+            result = _export_into(checkpoint, onnx, stage, **options)
+        except DfxError:
+            for failed in stage.glob("*.failed"):  # kept for inspection, under a name no loader picks up
+                os.replace(failed, out / failed.name)
+            raise
+        staged = {p.resolve() for p in stage.iterdir()}
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+        result.artifacts = {k: out / p.name if p.resolve() in staged else p for k, p in result.artifacts.items()}
+        return result
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _export_into(
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | None = None,
+    out_dir: str | Path | None = None,
     fp16: bool = False,
     engine: bool | None = None,
     int8: bool = False,
@@ -109,7 +146,7 @@ def export_model(
     workspace_gib: float = 4.0,
     opt_level: int = 3,
 ) -> ExportResult:
-    """Builds and verifies deployable artifacts.
+    """Builds and verifies deployable artifacts in ``out_dir`` (the staging folder of :func:`export_model`).
 
     Args:
         checkpoint: a dfx-train ``.safetensors`` (exports ONNX from it), or
@@ -125,16 +162,20 @@ def export_model(
     """
     from .tensorrt_build import build_engine, engine_unavailable_reason, parse_batch_sizes
 
-    if (checkpoint is None) == (onnx is None):
-        raise DfxError("give exactly one of a checkpoint (--model/--checkpoint) or --onnx")
     profile = parse_batch_sizes(batch_sizes)
     if int8 and not calib:
         raise DfxError("--int8 needs --calib DIR (images to calibrate on, preferably with real/ and fake/)")
+    if engine and not fp16:
+        fp16 = True  # engines are built from the FP16 graph
+    reason = engine_unavailable_reason() if engine is not False and fp16 else None
+    if engine is True and reason:  # said before minutes of exporting, not after
+        raise DfxError(f"cannot build a TensorRT engine here: {reason}. Export the ONNX here (leave out --engine), "
+                       f"install dfx[gpu] on the machine with the GPU that will run it and run dfx-export --onnx "
+                       f"NAME.onnx --engine there")
     result = ExportResult()
     steps = _Steps()
     src = Path(checkpoint or onnx)
-    out = Path(out_dir) if out_dir else src.parent
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
 
     if checkpoint is not None:
         from dfx.training.checkpoint import load_checkpoint
@@ -176,12 +217,6 @@ def export_model(
         ref32 = _ort_logits(fp32, x)
     result.artifacts["onnx"] = fp32
 
-    if engine and not fp16:
-        fp16 = True  # engines are built from the FP16 graph
-    reason = engine_unavailable_reason() if engine is not False and fp16 else None
-    if engine is True and reason:
-        raise DfxError(f"cannot build a TensorRT engine here: {reason}. Install dfx[gpu] on the machine with the "
-                       f"GPU that will run it and run dfx-export --onnx {fp32} --engine there")
 
     if fp16:
         from .fp16 import convert_fp16

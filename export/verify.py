@@ -28,7 +28,9 @@ class VerifyReport:
         n: images compared.
         inputs: ``images from DIR`` or ``generated``.
         max_abs_diff: max |Δlogit|.
-        agreement: share of images with the same decision at the model's threshold.
+        max_abs_score_diff: max |ΔP(fake)|.
+        agreement: share of images with the same decision at the model's threshold, among those whose reference
+            logit lies farther than ``tolerance`` from it (nearer ones may flip within tolerance).
         tolerance: max |Δlogit| allowed.
         passed: within tolerance and full agreement (agreement >= min_agreement).
     """
@@ -41,12 +43,14 @@ class VerifyReport:
     tolerance: float
     min_agreement: float
     passed: bool
+    max_abs_score_diff: float = 0.0
 
     def line(self) -> str:
         """One line for logs and reports."""
         verdict = "ok" if self.passed else "FAILED"
-        return (f"{self.what}: max |Δlogit| {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), decisions agree "
-                f"on {self.agreement:.1%} of {self.n} {self.inputs} — {verdict}")
+        return (f"{self.what}: max |Δlogit| {self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), max |Δscore| "
+                f"{self.max_abs_score_diff:.2e}, decisions agree on {self.agreement:.1%} of {self.n} {self.inputs} "
+                f"— {verdict}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -65,9 +69,17 @@ def compare(what: str, ref: np.ndarray, got: np.ndarray, threshold: float, toler
     ref, got = np.asarray(ref, np.float64).ravel(), np.asarray(got, np.float64).ravel()
     t = logit(threshold)
     diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
-    agree = float(np.mean((ref >= t) == (got >= t))) if ref.size else 1.0
-    ok = bool(np.isfinite(diff) and diff <= tolerance and agree >= min_agreement)
-    return VerifyReport(what, int(ref.size), inputs, diff, agree, tolerance, min_agreement, ok)
+    score_diff = float(np.max(np.abs(_sigmoid(ref) - _sigmoid(got)))) if ref.size else 0.0
+    # An image whose reference logit sits within the tolerance of the threshold may flip without any error
+    # beyond tolerance (a 3e-6 difference flipped one at exactly the EER point): judge decisions beyond it.
+    clear = np.abs(ref - t) > tolerance
+    agree = float(np.mean((ref[clear] >= t) == (got[clear] >= t))) if clear.any() else 1.0
+    ok = bool(np.isfinite(diff) and np.isfinite(got).all() and diff <= tolerance and agree >= min_agreement)
+    return VerifyReport(what, int(ref.size), inputs, diff, agree, tolerance, min_agreement, ok, score_diff)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def verification_inputs(spec: PreprocessSpec, data_dir: str | Path | None, n: int = 16,

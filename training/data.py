@@ -174,8 +174,24 @@ def save_split(path: Path, record: dict[str, Any]) -> None:
 
 
 def load_split(path: Path) -> dict[str, Any] | None:
-    """The stored split record, or None."""
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The stored split record, or None when there is none.
+
+    Raises:
+        DfxError: when the file is torn or edited out of shape (the validation set must not change silently).
+    """
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        for key, entry in record.items():
+            if not (isinstance(entry, dict) and isinstance(entry["val"], list)
+                    and all(isinstance(v, str) for v in entry["val"]) and isinstance(entry["seed"], int)
+                    and isinstance(entry["val_fraction"], (int, float)) and 0 < entry["val_fraction"] < 1):
+                raise ValueError(f"entry {key!r} is malformed")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise DfxError(f"{path} is damaged ({type(e).__name__}: {e}); it fixes which images validate this run. "
+                       f"Restore it, or delete it to draw a new split") from e
+    return record
 
 
 def class_weights(samples: list[Sample]) -> np.ndarray:

@@ -48,19 +48,34 @@ def _by_kind(layers: dict[str, dict[str, np.ndarray]], kind: str) -> list[dict[s
     return [layers[n] for n in names]
 
 
-def _conv(dst: torch.nn.Conv2d, src: dict[str, np.ndarray]) -> None:
-    k = torch.from_numpy(np.ascontiguousarray(src["kernel"].transpose(3, 2, 0, 1)))
-    if k.shape != dst.weight.shape:
-        raise DfxError(f"Keras conv kernel {tuple(k.shape)} does not fit {tuple(dst.weight.shape)}")
-    dst.weight.copy_(k)
-    dst.bias.copy_(torch.from_numpy(src["bias"]))
+def _put(dst: torch.Tensor, src: dict[str, np.ndarray], key: str, layer: str, transform=None) -> None:
+    """Copies ``src[key]`` into ``dst`` only when it has exactly ``dst``'s shape and finite values (``copy_``
+    would silently broadcast a wrong shape)."""
+    if key not in src:
+        raise DfxError(f"Keras layer {layer} has no '{key}' tensor (it has {', '.join(sorted(src)) or 'none'}); "
+                       f"not an original MesoNet weights file")
+    value = np.asarray(src[key])
+    if not np.issubdtype(value.dtype, np.floating):
+        raise DfxError(f"Keras {layer}/{key} holds {value.dtype} values, not floats")
+    if transform is not None:
+        value = transform(value)
+    if tuple(value.shape) != tuple(dst.shape):
+        raise DfxError(f"Keras {layer}/{key} has shape {tuple(value.shape)}; this model needs {tuple(dst.shape)} — "
+                       f"wrong MesoNet variant or input size?")
+    if not np.isfinite(value).all():
+        raise DfxError(f"Keras {layer}/{key} contains NaN or infinite values")
+    dst.copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
 
 
-def _bn(dst: torch.nn.BatchNorm2d, src: dict[str, np.ndarray]) -> None:
-    dst.weight.copy_(torch.from_numpy(src["gamma"]))
-    dst.bias.copy_(torch.from_numpy(src["beta"]))
-    dst.running_mean.copy_(torch.from_numpy(src["moving_mean"]))
-    dst.running_var.copy_(torch.from_numpy(src["moving_variance"]))
+def _conv(dst: torch.nn.Conv2d, src: dict[str, np.ndarray], layer: str) -> None:
+    _put(dst.weight, src, "kernel", layer, lambda k: k.transpose(3, 2, 0, 1) if k.ndim == 4 else k)
+    _put(dst.bias, src, "bias", layer)
+
+
+def _bn(dst: torch.nn.BatchNorm2d, src: dict[str, np.ndarray], layer: str) -> None:
+    for tensor, key in ((dst.weight, "gamma"), (dst.bias, "beta"), (dst.running_mean, "moving_mean"),
+                        (dst.running_var, "moving_variance")):
+        _put(tensor, src, key, layer)
 
 
 @torch.no_grad()
@@ -86,20 +101,27 @@ def load_keras_mesonet(model: torch.nn.Module, path: str | Path) -> None:
     if (len(convs), len(bns), len(denses)) != (len(targets), 4, 2):
         raise DfxError(f"{path.name} holds {len(convs)} conv, {len(bns)} batch-norm and {len(denses)} dense layers; "
                        f"{type(model).__name__} needs {len(targets)}, 4 and 2 — wrong MesoNet variant?")
-    for dst, src in zip(targets, convs):
-        _conv(dst, src)
-    for dst, src in zip(model.bns, bns):
-        _bn(dst, src)
+    for i, (dst, src) in enumerate(zip(targets, convs)):
+        _conv(dst, src, f"conv #{i + 1}")
+    for i, (dst, src) in enumerate(zip(model.bns, bns)):
+        _bn(dst, src, f"batch-norm #{i + 1}")
     fc1, fc2 = model.head.fc1, model.head.fc2
-    k1 = denses[0]["kernel"]  # (h*w*c, 16) in NHWC flatten order
+    if "kernel" not in denses[0] or np.ndim(denses[0]["kernel"]) != 2:
+        raise DfxError(f"{path.name}: the first dense layer has no 2-D 'kernel'; not an original MesoNet file")
+    k1 = np.asarray(denses[0]["kernel"])  # (h*w*c, 16) in NHWC flatten order
     c = model.bns[-1].num_features
     if k1.shape[0] != fc1.in_features:
         raise DfxError(f"{path.name} expects {k1.shape[0]} dense inputs (256x256 images); this model has "
                        f"{fc1.in_features} — build it with the default 256x256 input size")
     hw = k1.shape[0] // c
     h = w = int(round(hw ** 0.5))
-    k1 = k1.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)  # → NCHW flatten order
-    fc1.weight.copy_(torch.from_numpy(np.ascontiguousarray(k1.T)))
-    fc1.bias.copy_(torch.from_numpy(denses[0]["bias"]))
-    fc2.weight.copy_(-torch.from_numpy(np.ascontiguousarray(denses[1]["kernel"].T)))
-    fc2.bias.copy_(-torch.from_numpy(denses[1]["bias"]))
+    if h * w * c != k1.shape[0]:
+        raise DfxError(f"{path.name}: {k1.shape[0]} dense inputs are not a square map of {c} channels")
+
+    def nchw(k: np.ndarray) -> np.ndarray:  # NHWC flatten order → NCHW, then (in, out) → (out, in)
+        return k.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1).T
+
+    _put(fc1.weight, denses[0], "kernel", "dense #1", nchw)
+    _put(fc1.bias, denses[0], "bias", "dense #1")
+    _put(fc2.weight, denses[1], "kernel", "dense #2", lambda k: -k.T)
+    _put(fc2.bias, denses[1], "bias", "dense #2", lambda b: -b)

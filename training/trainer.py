@@ -208,6 +208,25 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> DataSpli
     return splits
 
 
+def _stored_config(path: Path) -> TrainConfig:
+    """The configuration a run was started with, for ``--resume``.
+
+    Raises:
+        DfxError: when it is missing, torn or edited into something that is not a dfx-train configuration.
+    """
+    try:
+        cfg = TrainConfig(**json.loads(path.read_text()))
+        cfg.resolved()  # validates the values, not just the names
+        if not isinstance(cfg.epochs, int) or not isinstance(cfg.data, list):
+            raise TypeError("epochs must be an integer and data a list")
+        return cfg
+    except FileNotFoundError as e:
+        raise DfxError(f"cannot resume: {path} is missing; start the run again without --resume") from e
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError, DfxError) as e:
+        raise DfxError(f"cannot resume: {path} is damaged ({type(e).__name__}: {e}); restore it, or start the "
+                       f"run again with --overwrite") from e
+
+
 def _claim_run_folder(out: Path, overwrite: bool) -> None:
     """Refuses to start a new run over an existing one, unless ``overwrite`` (then its files are removed)."""
     existing = [name for name in RUN_FILES if (out / name).exists()]
@@ -239,7 +258,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     state = None
     if resume:
         state = load_state(out / "last.pt")
-        stored = TrainConfig(**json.loads((out / "config.json").read_text()))
+        stored = _stored_config(out / "config.json")
         if stored.model != cfg.model:
             raise DfxError(f"{out} holds a {stored.model} run, not {cfg.model}")
         cfg = dataclasses.replace(stored, epochs=stored.epochs if asked_epochs is None else asked_epochs)

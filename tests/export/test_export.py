@@ -82,7 +82,7 @@ def test_damaged_and_mismatched_checkpoints_give_one_line(tmp_path, monkeypatch)
     assert r.exit_code == 1 and "exactly one of --model, --checkpoint or --onnx" in r.output
 
 
-def test_explicit_engine_without_gpu_fails_cleanly_after_writing_onnx(tmp_path):
+def test_explicit_engine_without_gpu_fails_at_once_and_writes_nothing(tmp_path):
     from dfx.export.tensorrt_build import engine_unavailable_reason
 
     if engine_unavailable_reason() is None:
@@ -90,7 +90,7 @@ def test_explicit_engine_without_gpu_fails_cleanly_after_writing_onnx(tmp_path):
     ckpt = _checkpoint(tmp_path, "meso4")
     r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--engine"])
     assert r.exit_code == 1 and "cannot build a TensorRT engine here" in r.output and "dfx[gpu]" in r.output
-    assert (tmp_path / "meso4.onnx").is_file()
+    assert not (tmp_path / "meso4.onnx").exists()  # all or nothing: no half-finished export
     r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--fp16"])  # auto: skip with a notice
     assert r.exit_code == 0 and "note: no TensorRT engine" in r.output and (tmp_path / "meso4.fp16.onnx").is_file()
 
@@ -131,3 +131,47 @@ def test_each_export_step_is_announced_with_its_time(tmp_path, caplog):
     text = caplog.text
     assert "exporting meso4 to ONNX (opset 17)" in text and "converting to FP16" in text
     assert text.count("done in") == 2
+
+
+def test_a_failed_re_export_leaves_the_verified_artifacts_and_their_report(tmp_path, monkeypatch):
+    ckpt = _checkpoint(tmp_path, "meso4")
+    export_model(checkpoint=ckpt, fp16=True, engine=False)
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.suffix in (".onnx", ".json")}
+    assert {"meso4.onnx", "meso4.fp16.onnx", "meso4.export.json"} <= set(kept)
+    real = B.compare
+    monkeypatch.setattr(B, "compare", lambda what, *a, **k: real(what, *a, **k) if "fp16" not in what else
+                        real(what, a[0], a[1] + 1.0, *a[2:], **k))  # the FP16 conversion goes wrong this time
+    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--fp16", "--no-engine"])
+    assert r.exit_code == 1 and "verification failed" in r.output and "earlier exports are untouched" in r.output
+    assert {n: (tmp_path / n).read_bytes() for n in kept} == kept
+    assert (tmp_path / "meso4.fp16.onnx.failed").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dfx-export-")]
+
+
+def test_decisions_at_the_threshold_may_flip_within_tolerance():
+    from dfx.export.verify import compare, logit
+
+    t = logit(0.3)
+    ref = np.array([t, t + 2.0, t - 2.0])
+    report = compare("x vs y", ref, ref + np.array([-3e-6, 1e-4, -1e-4]), 0.3, 1e-3, 1.0, "test images")
+    assert report.passed and report.agreement == 1.0 and 0 < report.max_abs_score_diff < 1e-4
+    assert not compare("x vs y", ref, ref + np.array([0, -2.5, 0]), 0.3, 1e-3, 1.0, "test images").passed
+    assert not compare("x vs y", ref, ref * np.nan, 0.3, 1e-3, 0.0, "test images").passed
+
+
+def test_a_checkpoint_whose_threshold_is_nan_does_not_export(tmp_path):
+    import json as _json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    ckpt = _checkpoint(tmp_path, "meso4")
+    with safe_open(str(ckpt), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    record = _json.loads(meta["dfx"])
+    record["threshold"] = float("nan")
+    save_file(tensors, str(ckpt), metadata={**meta, "dfx": _json.dumps(record)})
+    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt)])
+    assert r.exit_code == 1 and "threshold" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "meso4.onnx").exists()
