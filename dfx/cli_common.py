@@ -80,7 +80,8 @@ def run_cli(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except DfxError as e:
-            click.echo(f"error: {e}", err=True)
+            # One line, whatever a library's message embedded (onnxruntime and torch write several).
+            click.echo(f"error: {' '.join(str(e).split())}", err=True)
             sys.exit(1)
         except ImportError as e:
             if (hint := missing_extra(e)) is None:

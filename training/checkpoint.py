@@ -97,4 +97,6 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise DfxError(f"resume state {path} is damaged ({type(e).__name__}: {e}); start without --resume") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DfxError(f"resume state {path} is damaged ({type(e).__name__}: {first}); start without --resume, or "
+                       f"--overwrite the run") from e
