@@ -34,6 +34,7 @@ has a row with its status), 1 usage error.""")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format [default: from --output, else table].")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders.")
 @click.option("--resume", is_flag=True, help="Skip files already in --output and append to it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output (otherwise refused).")
 @click.option("-b", "--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--decode", type=click.Choice(DECODE_MODES), default="auto", show_default=True,
               help=f"Decode workers: threads, or processes over shared memory (scale with cores); auto = processes "
@@ -45,15 +46,15 @@ has a row with its status), 1 usage error.""")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @common_options
 @run_cli
-def main(inputs, engine, backend, output, fmt, recursive, resume, batch_size, decode, threads, fp16, threshold,
-         progress, verbose, quiet) -> None:
+def main(inputs, engine, backend, output, fmt, recursive, resume, overwrite, batch_size, decode, threads, fp16,
+         threshold, progress, verbose, quiet) -> None:
     """Score face images in INPUTS (files and folders) for being deepfakes."""
     from .scan import scan
 
     setup_logging(verbose, quiet)
     summary = scan(inputs, engine=engine, backend=backend, output=output, fmt=fmt, recursive=recursive,
                    resume=resume, batch_size=batch_size, threads=threads, threshold=threshold, progress=progress,
-                   decode=decode, fp16=fp16)
+                   decode=decode, fp16=fp16, overwrite=overwrite)
     if not quiet:
         click.echo(summary.line(), err=True)
     sys.exit(2 if summary.failed else 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -105,6 +106,7 @@ def scan(
     stdout: IO[str] | None = None,
     decode: str = "auto",
     fp16: bool = True,
+    overwrite: bool = False,
 ) -> ScanSummary:
     """Scores every image under ``inputs`` and writes one row per file.
 
@@ -123,6 +125,7 @@ def scan(
         stdout: stream for stdout output (tests).
         decode: decode workers: ``auto``, ``threads`` or ``processes``.
         fp16: on a GPU, run ``NAME.fp16.onnx`` when it lies beside the ``NAME.onnx`` given.
+        overwrite: replace an existing, non-empty ``output`` (otherwise refused unless ``resume``).
     """
     if threshold is not None:
         try:
@@ -132,6 +135,9 @@ def scan(
     fmt = format_for(output, fmt)
     if output is not None:
         check_output_path(output, inputs)
+        if not resume and not overwrite and os.path.isfile(output) and os.path.getsize(output) > 0:
+            raise DfxError(f"{output} already holds results; continue it with --resume, or replace it with "
+                           f"--overwrite")
     files = iter_inputs(inputs, recursive)
     first = next(files, None)
     if first is None:  # stop before anything is written, and say why

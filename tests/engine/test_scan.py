@@ -152,7 +152,9 @@ def test_recursive_and_symlink_loops(tiny_onnx, bad_corpus, tmp_path):
     out = tmp_path / "s.csv"
     assert _run(root, "--engine", tiny_onnx, "-o", out).exit_code == 0
     assert [r["path"] for r in csv.DictReader(out.open())] == [str(root / "a.jpg")]
-    assert _run(root, "--engine", tiny_onnx, "-o", out, "-r").exit_code == 0
+    r = _run(root, "--engine", tiny_onnx, "-o", out, "-r")
+    assert r.exit_code == 1 and "--resume" in r.output and "--overwrite" in r.output  # never replaced silently
+    assert _run(root, "--engine", tiny_onnx, "-o", out, "-r", "--overwrite").exit_code == 0
     assert [r["path"] for r in csv.DictReader(out.open())] == [str(root / "a.jpg"), str(root / "sub" / "b.png")]
 
 
