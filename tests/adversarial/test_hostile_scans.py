@@ -266,3 +266,30 @@ def test_click_usage_errors_exit_1_not_2(folder):
     assert r.exit_code == 1 and "No such option" in r.output
     r = _run(folder, "--batch-size", "0")
     assert r.exit_code == 1
+
+
+@pytest.mark.parametrize("case", ["fixed_batch_1", "output_n_by_2", "input_size_mismatch"])
+def test_onnx_files_of_another_shape_score_or_are_refused_in_one_line(folder, tiny_onnx, tmp_path, case):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    meta = {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
+    batch, hw, out_dims = {"fixed_batch_1": (1, 32, 1), "output_n_by_2": ("N", 32, 2),
+                           "input_size_mismatch": ("N", 128, 1)}[case]
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, hw, hw])
+    y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, [batch, out_dims])
+    nodes = [helper.make_node("ReduceMean", ["input"], ["hw"], axes=[2, 3], keepdims=0)]  # (N, 3)
+    nodes.append(helper.make_node("ReduceMean", ["hw"], ["logit"], axes=[1], keepdims=1) if out_dims == 1 else
+                 helper.make_node("Slice", ["hw", "s", "e", "a"], ["logit"]))
+    inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 0), ("e", 2), ("a", 1))]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    helper.set_model_props(model, meta)
+    path = tmp_path / f"{case}.onnx"
+    onnx.save(model, str(path))
+    out = tmp_path / "s.csv"
+    r = _run(folder, "--engine", path, "--backend", CPU, "-o", out)
+    if case == "fixed_batch_1":  # runs one image per call instead of failing on a batch of 32
+        assert r.exit_code == 0 and len(list(csv.DictReader(out.open()))) == 2
+    else:
+        assert ("one logit per image" if case == "output_n_by_2" else "input is 128x128") in _one_line_error(r)
