@@ -1,8 +1,9 @@
 """Training augmentations that matter for face forensics, each switchable.
 
 They run on the decoded Pillow image *before* the runtime's :func:`~dfx.engine.spec.preprocess`, never
-instead of it. All randomness comes from torch's RNG, which the trainer seeds per epoch (and DataLoader per
-worker), so a resumed run sees the same augmentations as an uninterrupted one.
+instead of it. All randomness comes from torch's RNG, which :class:`~dfx.training.data.FaceDataset` seeds per
+sample from (seed, epoch, index): a resumed run sees the same augmentations as an uninterrupted one, and the
+number of DataLoader workers changes nothing.
 """
 
 from __future__ import annotations

@@ -145,13 +145,21 @@ def check_images(samples: list[Sample], spec: PreprocessSpec, threads: int = 8,
     return good, bad
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for one sample's augmentation in one epoch."""
+    digest = hashlib.sha1(f"{seed}:{epoch}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 class FaceDataset(torch.utils.data.Dataset):
     """Decodes with the runtime's decoder, augments (training only), then applies the runtime's preprocess."""
 
-    def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None):
+    def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None, seed: int = 0):
         self.samples = samples
         self.spec = spec
         self.augment = augment
+        self.seed = seed
+        self.epoch = 0  # set by the trainer before each epoch's loader is made
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -163,7 +171,11 @@ class FaceDataset(torch.utils.data.Dataset):
         except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
             raise DfxError(f"{s.path}: {e}") from e
         if self.augment is not None:
-            img = self.augment(img)
+            # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker
+            # drew it — so a run gives the same model whatever --workers or the machine's core count.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed(self.seed, self.epoch, i))
+                img = self.augment(img)
         return torch.from_numpy(preprocess(img, self.spec)), torch.tensor(float(s.label))
 
 

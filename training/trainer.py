@@ -289,7 +289,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     eval_model = ema.module if ema is not None else model
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment))
+    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment), seed=cfg.seed)
     labels = np.array([s.label for s in splits.train])
     n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
@@ -345,6 +345,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         n_draw = steps_per_epoch * cfg.batch_size
+        train_ds.epoch = epoch
         sampler = (WeightedRandomSampler(class_weights(splits.train), min(n_draw, len(train_ds)), generator=gen)
                    if cfg.balance == "sampler" else RandomSampler(train_ds, generator=gen))
         loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,

@@ -212,3 +212,15 @@ def test_decoding_the_training_set_shows_progress(tiny_data, monkeypatch):
     samples = load_splits([tiny_data]).train
     good, bad = D.check_images(samples, PreprocessSpec(input_size=(32, 32)), desc="decoding training images")
     assert seen["total"] == len(samples) == len(good) and seen["desc"] == "decoding training images" and not bad
+
+
+def test_the_trained_model_does_not_depend_on_the_number_of_workers(tiny_data, tmp_path):
+    """Augmentation randomness comes from (seed, epoch, sample), not from whichever worker drew the sample."""
+    weights = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        T.train(_cfg(tiny_data, out, epochs=2, workers=workers))
+        model, _ = load_checkpoint(out / "best.safetensors")
+        weights[workers] = model.state_dict()
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[2][key], value, rtol=0, atol=0, msg=key)
