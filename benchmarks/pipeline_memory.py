@@ -23,7 +23,7 @@ from pathlib import Path
 from dfx.engine.decode_pool import DECODE_MODES
 from dfx.engine.inputs import list_images
 
-__all__ = ["build_tree", "peak_rss"]
+__all__ = ["build_tree", "peak_rss", "markdown"]
 
 _CHILD = """
 import json, resource, sys
@@ -57,6 +57,21 @@ def peak_rss(tree: Path, output: Path, decode: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def markdown(result: dict, n_images: int) -> str:
+    """The runs as a Markdown table, each peak against the smallest run of its decode mode."""
+    env = result["machine"]
+    lines = [f"Machine: {env['cpu']}, {env['cores']} cores. Bundled model, default batch; files are hard links to "
+             f"{n_images} images of {result['data']} in folders of 1,000.", "",
+             "| files | decode | rows | seconds | peak RSS MiB (main process) | vs the smallest run |",
+             "|---|---|---|---|---|---|"]
+    smallest: dict[str, float] = {}
+    for r in result["runs"]:
+        base = smallest.setdefault(r["decode"], r["peak_rss_mib"])
+        lines.append(f"| {r['files']:,} | {r['decode']} | {r['rows']:,} | {r['seconds']:.0f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] / base:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     """Command-line entry: writes ``OUT.json`` and ``OUT.md``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,19 +91,9 @@ def main() -> None:
                 r = peak_rss(tree, Path(tmp) / f"scores-{n}-{mode}.csv", mode) | {"files": n, "decode": mode}
                 result["runs"].append(r)
                 print(json.dumps(r), flush=True)
-    env = result["machine"]
-    lines = [f"Machine: {env['cpu']}, {env['cores']} cores. Bundled model, default batch; files are hard links to "
-             f"{len(files)} images of {args.data} in folders of 1,000.", "",
-             "| files | decode | rows | seconds | peak RSS MiB (main process) | vs the smallest run |",
-             "|---|---|---|---|---|---|"]
-    smallest = {}
-    for r in result["runs"]:
-        base = smallest.setdefault(r["decode"], r["peak_rss_mib"])
-        lines.append(f"| {r['files']:,} | {r['decode']} | {r['rows']:,} | {r['seconds']:.0f} | "
-                     f"{r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] / base:.2f}× |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result, len(files)))
 
 
 if __name__ == "__main__":
