@@ -8,7 +8,7 @@ import click
 
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging, threshold_option
 
-from .decode_pool import DECODE_MODES, PROCESS_MIN_CPUS, default_workers
+from .decode_pool import DECODE_MODES, MAX_WORKERS, PROCESS_MIN_CPUS, default_workers
 from .select import BACKEND_CHOICES
 from .writers import FIELDS, FORMATS
 
@@ -39,7 +39,7 @@ has a row with its status), 1 usage error.""")
 @click.option("--decode", type=click.Choice(DECODE_MODES), default="auto", show_default=True,
               help=f"Decode workers: threads, or processes over shared memory (scale with cores); auto = processes "
                    f"from {PROCESS_MIN_CPUS} usable CPUs on.")
-@click.option("--threads", type=click.IntRange(1), help=f"Decode workers [default: {default_workers()}].")
+@click.option("--threads", type=click.IntRange(1, MAX_WORKERS), help=f"Decode workers [default: {default_workers()}].")
 @click.option("--fp16/--no-fp16", default=True, show_default=True,
               help="On a GPU, run NAME.fp16.onnx when it lies beside the NAME.onnx given.")
 @click.option("--threshold", type=float, callback=threshold_option, help="P(fake) threshold for the label column.")

@@ -31,8 +31,9 @@ from .decode import DEFAULT_MAX_PIXELS, DecodeError, Status, load_image
 from .errors import DfxError
 from .spec import PreprocessSpec, preprocess
 
-__all__ = ["DecodePool", "ThreadDecodePool", "DECODE_POOLS", "DECODE_MODES", "PROCESS_MIN_CPUS", "decode_into",
-           "default_workers", "usable_cpus", "resolve_decode_mode", "open_decode_pool", "LoadFn"]
+__all__ = ["DecodePool", "ThreadDecodePool", "DECODE_POOLS", "DECODE_MODES", "PROCESS_MIN_CPUS", "MAX_WORKERS",
+           "decode_into", "default_workers", "usable_cpus", "resolve_decode_mode", "open_decode_pool", "LoadFn",
+           "check_buffers_fit"]
 
 log = logging.getLogger("dfx.engine")
 
@@ -45,6 +46,7 @@ DECODE_MODES = ("auto", *DECODE_POOLS)
 # At 2 CPUs threads and processes decode equally fast (README, "Decode workers") and threads start instantly;
 # from 4 CPUs on the GIL caps threads while processes keep scaling.
 PROCESS_MIN_CPUS = 4
+MAX_WORKERS = 256  # more decode workers than this only contend (and thousands of processes would swamp a machine)
 
 # The per-file work: decode ``path`` and preprocess it into ``out`` (3, H, W); an error instead of raising.
 LoadFn = Callable[[Path, PreprocessSpec, np.ndarray, int], "DecodeError | None"]
@@ -96,6 +98,18 @@ def lower_priority(native_id: int = 0) -> None:
         pass
 
 
+def check_buffers_fit(n_buffers: int, batch_size: int, spec: PreprocessSpec) -> None:
+    """Refuses batch buffers that cannot fit in this machine's memory (a typo'd --batch-size), with a clear line."""
+    nbytes = n_buffers * batch_size * 3 * spec.input_size[0] * spec.input_size[1] * 4
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return
+    if nbytes > total // 2:
+        raise DfxError(f"the batch buffers would need {nbytes / 2**30:.1f} GiB, more than half of this machine's "
+                       f"{total / 2**30:.0f} GiB; use a smaller --batch-size")
+
+
 class DecodePool(ABC):
     """Decodes runs of files into slots of the pool's batch buffers.
 
@@ -114,7 +128,10 @@ class DecodePool(ABC):
                  max_pixels: int = DEFAULT_MAX_PIXELS, load: LoadFn = decode_into):
         self.spec, self.max_pixels, self.load = spec, max_pixels, load
         self.workers = workers or default_workers()
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise DfxError(f"decode workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
         self.shape = (n_buffers, batch_size, 3, *spec.input_size)
+        check_buffers_fit(n_buffers, batch_size, spec)
         self.buffers: np.ndarray
 
     @abstractmethod

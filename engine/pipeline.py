@@ -22,7 +22,9 @@ from .backends.base import Backend
 from .decode import DEFAULT_MAX_PIXELS, DecodeError, Status
 from .decode_pool import LoadFn, decode_into, default_workers, open_decode_pool
 
-__all__ = ["Row", "score_files", "default_workers"]
+__all__ = ["Row", "score_files", "default_workers", "DEPTH"]
+
+DEPTH = 3  # batches decoded ahead of inference by default
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def score_files(
     batch_size: int = 32,
     workers: int | None = None,
     threshold: float | None = None,
-    depth: int = 3,
+    depth: int = DEPTH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode: str = "auto",
     load: LoadFn = decode_into,

@@ -16,12 +16,12 @@ from typing import IO
 
 from .artifact import check_threshold
 from .decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Status
-from .decode_pool import resolve_decode_mode
+from .decode_pool import check_buffers_fit, resolve_decode_mode
 from .default_model import default_model_path
 from .errors import DfxError
 from .inputs import iter_inputs, path_key
 from .output_record import OutputRecord, check_output_path, claim_output, output_lock
-from .pipeline import score_files
+from .pipeline import DEPTH, score_files
 from .progress import progress_bar
 from .select import open_backend
 from .writers import already_scored, appends, format_for, open_writer
@@ -146,6 +146,7 @@ def scan(
     artifact = engine or default_model_path()
     be = open_backend(artifact, backend, fp16=fp16)
     decode = resolve_decode_mode(decode)
+    check_buffers_fit(DEPTH + 1, min(batch_size, be.max_batch or batch_size), be.info.spec)  # before any output
     summary = ScanSummary(backend=f"{be.name} ({be.device}), {decode} decoding",
                           model=f"{be.info.arch} from {be.path.name}")
     with contextlib.ExitStack() as stack:

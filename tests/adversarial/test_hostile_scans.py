@@ -293,3 +293,11 @@ def test_onnx_files_of_another_shape_score_or_are_refused_in_one_line(folder, ti
         assert r.exit_code == 0 and len(list(csv.DictReader(out.open()))) == 2
     else:
         assert ("one logit per image" if case == "output_n_by_2" else "input is 128x128") in _one_line_error(r)
+
+
+def test_a_batch_size_that_cannot_fit_in_memory_is_one_line_before_any_output(folder, tiny_onnx, tmp_path):
+    out = tmp_path / "s.csv"
+    line = _one_line_error(_run(folder, "--engine", tiny_onnx, "--backend", CPU, "-b", "10000000000", "-o", out))
+    assert "use a smaller --batch-size" in line and not out.exists()
+    r = _run(folder, "--engine", tiny_onnx, "--threads", "100000")
+    assert r.exit_code == 1 and "--threads" in r.output
