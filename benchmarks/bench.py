@@ -279,6 +279,8 @@ def run_bench(
     files, labels = ([], None)
     tmp = None
     if data is not None:
+        if not Path(data).is_dir():
+            raise DfxError(f"--data {data}: no such folder (give one with real/ and fake/ inside)")
         items = labelled_images(Path(data))
         files, labels = [p for p, _ in items], np.array([y for _, y in items])
     env = _environment()

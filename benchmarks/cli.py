@@ -12,14 +12,16 @@ from dfx.engine.errors import DfxError
 
 __all__ = ["main"]
 
+MAX_BATCH = 4096  # beyond any useful benchmark batch; a typo there would try to allocate terabytes
+
 
 def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as e:
         raise DfxError(f"--batch-sizes takes comma-separated integers, got {text!r}") from e
-    if not values or min(values) < 1:
-        raise DfxError(f"--batch-sizes takes positive integers, got {text!r}")
+    if not values or min(values) < 1 or max(values) > MAX_BATCH:
+        raise DfxError(f"--batch-sizes takes positive integers up to {MAX_BATCH}, got {text!r}")
     return values
 
 
@@ -58,7 +60,11 @@ def main(artifacts, more_artifacts, models, weights_dir, data, batch_sizes, back
     if plot_path:
         import matplotlib  # noqa: F401 - fail (naming the extra) before minutes of measuring, not after
     if from_json:
-        result = json.loads(open(from_json).read())
+        try:
+            result = json.loads(open(from_json).read())
+            result["rows"], result["environment"]  # noqa: B018 - the keys every report needs
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise DfxError(f"--from-json {from_json}: not a dfx-bench result ({type(e).__name__}: {e})") from e
     else:
         result = _measure(list(artifacts) + list(more_artifacts), models, weights_dir, data, batch_sizes, backends,
                           min_runs, min_seconds, warmup_seconds, progress)

@@ -122,7 +122,11 @@ def read_onnx_info(session_or_path: Any) -> ModelInfo:
     if isinstance(session_or_path, (str, os.PathLike)):
         import onnxruntime as ort
 
-        session_or_path = ort.InferenceSession(str(session_or_path), providers=["CPUExecutionProvider"])
+        try:
+            session_or_path = ort.InferenceSession(str(session_or_path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for files that are not ONNX
+            raise DfxError(f"{session_or_path}: not an ONNX model onnxruntime can load ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''})") from e
     meta = session_or_path.get_modelmeta().custom_metadata_map
     if META_KEY not in meta:
         raise DfxError("this ONNX file has no dfx metadata; export it with dfx-export so the runtime knows its "

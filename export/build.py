@@ -112,8 +112,11 @@ def export_model(
     if (checkpoint is None) == (onnx is None):
         raise DfxError("give exactly one of a checkpoint (--model/--checkpoint) or --onnx")
     out = Path(out_dir) if out_dir else Path(checkpoint or onnx).parent
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".dfx-export-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".dfx-export-", dir=out))
+    except OSError as e:
+        raise DfxError(f"cannot write to {out}: {e.strerror or e}; choose another --out") from e
     try:
         try:
             result = _export_into(checkpoint, onnx, stage, **options)

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,38 @@ class TrainConfig:
             raise DfxError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got {d.balance!r}")
         if d.epochs is None:
             d.epochs = DEFAULT_EPOCHS
-        if d.epochs < 0:
-            raise DfxError("--epochs must be 0 or more")
+        _check_ranges(d)
         return d
+
+
+# option → (lowest, highest or None, whether each end is allowed): the values a run can use
+_RANGES = {
+    "epochs": (0, None, True, True), "batch_size": (1, None, True, True), "lr": (0, None, False, True),
+    "weight_decay": (0, None, True, True), "warmup_epochs": (0, None, True, True),
+    "grad_clip": (0, None, True, True), "freeze_epochs": (0, None, True, True), "patience": (1, None, True, True),
+    "val_fraction": (0, 1, False, False), "workers": (0, 256, True, True), "ema_decay": (0, 1, True, False),
+    "max_steps_per_epoch": (1, None, True, True),
+}
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Every numeric option is a finite number in its range (NaN, negative rates and the like are refused)."""
+    for name, (lo, hi, lo_ok, hi_ok) in _RANGES.items():
+        v = getattr(cfg, name)
+        if v is None and name == "max_steps_per_epoch":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise DfxError(f"{flag} must be a number, got {v!r}")
+        below = v < lo or (v == lo and not lo_ok)
+        above = hi is not None and (v > hi or (v == hi and not hi_ok))
+        if below or above:
+            bound = f"{'≥' if lo_ok else '>'} {lo}" + (f" and {'≤' if hi_ok else '<'} {hi}" if hi is not None else "")
+            raise DfxError(f"{flag} must be {bound}, got {v!r}")
+    if cfg.input_size is not None and not (isinstance(cfg.input_size, int) and 8 <= cfg.input_size <= 4096):
+        raise DfxError(f"--input-size must be an integer from 8 to 4096, got {cfg.input_size!r}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(cfg.device)):
+        raise DfxError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
 
 
 def default_out_dir(model: str) -> Path:

@@ -131,3 +131,16 @@ def test_the_flat_layout_split_damage_is_caught_when_a_split_is_stored(tmp_path)
     (out / "split.json").write_text(json.dumps({str(data.resolve()): {"val": "all", "seed": 0, "val_fraction": 2}}))
     with pytest.raises(DfxError, match="split.json is damaged"):
         T.train(cfg, overwrite=True)
+
+
+@pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--lr", "nan"), ("--lr", "-1"),
+                                           ("--input-size", "5"), ("--val-fraction", "2"), ("--workers", "-1"),
+                                           ("--device", "bogus"), ("--weight-decay", "-1"), ("--warmup-epochs", "nan"),
+                                           ("--patience", "0"), ("--grad-clip", "inf"), ("--ema-decay", "1"),
+                                           ("--epochs", "-1")])
+def test_option_values_a_run_cannot_use_are_one_line_errors(tiny_data, tmp_path, option, value):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(train_cli, ["meso4", "--data", str(tiny_data), "--out", str(out), option, value],
+                           catch_exceptions=False)
+    assert r.exit_code == 1 and "Traceback" not in r.output and option in r.output, r.output
+    assert not out.exists()
