@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +79,7 @@ def run_cli(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _terminate_like_ctrl_c()
         try:
             return fn(*args, **kwargs)
         except DfxError as e:
@@ -91,8 +94,29 @@ def run_cli(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(143)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so clean-up runs (whole batches kept, workers stopped, shared
+    memory released) instead of the process vanishing mid-write."""
+
+
+def _terminate_like_ctrl_c() -> Any:
+    """Makes SIGTERM raise :class:`Terminated`; returns the handler it replaced (None off the main thread)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():  # signals can only be set there
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _launch(module: str) -> None:

@@ -9,7 +9,7 @@ workers and watches them:
   the rest of its run goes to the next free worker;
 - a worker that spends more than ``file_timeout`` seconds on one file (a hung network mount, a pathological
   image) is killed, with the same outcome;
-- Ctrl-C reaches only the parent (workers ignore SIGINT); closing the pool stops the workers and unlinks the
+- Ctrl-C and SIGTERM are the parent's (workers ignore both); closing the pool stops the workers and unlinks the
   block, so nothing is left in /dev/shm. If the parent is killed outright, the workers see their pipe close and
   exit, and multiprocessing's resource tracker unlinks the block.
 
@@ -57,7 +57,10 @@ _TICK = 0.25  # seconds between hang checks while nothing else happens
 def _worker_main(conn: Connection, shm_name: str, shape: tuple[int, ...], slot: int, spec: PreprocessSpec,
                  max_pixels: int, load: LoadFn) -> None:
     """A worker's life: map the buffers, then decode runs of files until told to stop or the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and SIGTERM reach the whole process group; they are the parent's to handle (it stops the workers).
+    # A worker dying of them first would turn good files into error rows.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     lower_priority()
     shm = shared_memory.SharedMemory(name=shm_name)  # mapped for the worker's life; unlinking is the parent's job
     buffers, counters = _views(shm, shape, 0)

@@ -141,8 +141,11 @@ def test_workers_that_cannot_start_are_an_error_not_an_endless_respawn(tmp_path,
     assert _our_shm() == []
 
 
-def test_real_ctrl_c_on_a_process_scan_exits_130_keeps_whole_batches_and_cleans_up(tiny_onnx, tmp_path):
-    """SIGINT to the whole process group, as a terminal sends it: workers ignore it, the parent stops."""
+@pytest.mark.parametrize("signame, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_or_sigterm_on_a_process_scan_keeps_whole_batches_and_cleans_up(tiny_onnx, tmp_path, signame, code,
+                                                                               word):
+    """The signal to the whole process group, as a terminal (or a job scheduler) sends it: the parent stops
+    cleanly, the workers with it."""
     import signal
     import subprocess
     import sys
@@ -164,9 +167,10 @@ def test_real_ctrl_c_on_a_process_scan_exits_130_keeps_whole_batches_and_cleans_
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, getattr(signal, signame))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert proc.returncode == code and word in err and "Traceback" not in err, err
+    assert "leaked" not in err  # the resource tracker had nothing to clean up after us
     lines = out.read_text().splitlines()
     assert 1 < len(lines) < 401 and (len(lines) - 1) % 4 == 0  # header + whole batches only
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"{SHM_PREFIX}{proc.pid}-")]
