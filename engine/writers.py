@@ -40,8 +40,10 @@ def format_for(output: str | None, fmt: str | None) -> str:
 
 
 def printable(path: str) -> str:
-    """A path for a terminal: bytes that are not UTF-8 (kept as surrogates by Python) shown as \\x escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A path for a terminal: bytes that are not UTF-8 (kept as surrogates by Python) and control characters
+    (a newline in a file name would split a table row) shown as escapes."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def record(row: Row) -> dict:

@@ -301,3 +301,14 @@ def test_a_batch_size_that_cannot_fit_in_memory_is_one_line_before_any_output(fo
     assert "use a smaller --batch-size" in line and not out.exists()
     r = _run(folder, "--engine", tiny_onnx, "--threads", "100000")
     assert r.exit_code == 1 and "--threads" in r.output
+
+
+def test_control_characters_in_names_cannot_split_rows(folder, tiny_onnx, tmp_path):
+    shutil.copy(folder / "a.jpg", folder / "evil\nname\r.jpg")
+    r = _run(folder, "--engine", tiny_onnx, "--backend", CPU)
+    assert r.exit_code == 0 and "evil\\nname\\r.jpg" in r.output
+    out = tmp_path / "s.csv"
+    assert _run(folder, "--engine", tiny_onnx, "--backend", CPU, "-o", out).exit_code == 0
+    assert {x["path"] for x in csv.DictReader(out.open(newline=""))} >= {str(folder / "evil\nname\r.jpg")}
+    r = _run(folder, "--engine", tiny_onnx, "--backend", CPU, "-o", out, "--resume")
+    assert r.exit_code == 0 and "3 already in the output" in r.output
