@@ -17,7 +17,7 @@ from torchvision import transforms as T
 
 from dfx.engine.errors import DfxError
 
-from .options import AUGMENTATIONS
+from .options import AUGMENTATIONS, CROP_MIN_AREA
 
 __all__ = ["Augment", "AUGMENTATIONS"]
 
@@ -47,7 +47,7 @@ class Augment:
         if "flip" in on and _u() < AUGMENTATIONS["flip"]:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if "crop" in on and _u() < AUGMENTATIONS["crop"]:
-            top, left, h, w = T.RandomResizedCrop.get_params(img, scale=(0.8, 1.0), ratio=(0.9, 1.1))
+            top, left, h, w = T.RandomResizedCrop.get_params(img, scale=(CROP_MIN_AREA, 1.0), ratio=(0.9, 1.1))
             img = img.crop((left, top, left + w, top + h))  # preprocess() resizes it back to the input size
         if "color" in on and _u() < AUGMENTATIONS["color"]:
             img = self._color(img)

@@ -7,7 +7,7 @@ import click
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
-from .options import AUGMENTATIONS, BALANCE_MODES
+from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES
 
 __all__ = ["main"]
 
@@ -54,6 +54,9 @@ Examples:
 @click.option("--ema-decay", type=float, default=0.998, show_default=True,
               help="Evaluate and keep an exponential moving average of the weights (0: off).")
 @click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
+@click.option("--cache", type=click.Choice(CACHE_MODES), default="none", show_default=True,
+              help="Decode the training images once into RAM (ram), a memory-mapped file in the run folder (disk) "
+                   "or whichever fits (auto: RAM when it fits half the free memory); none decodes every epoch.")
 @common_options
 @run_cli
 def main(model: str, data: tuple[str, ...], resume: bool, overwrite: bool, augment: str, verbose: int, quiet: bool,

@@ -154,22 +154,27 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 class FaceDataset(torch.utils.data.Dataset):
     """Decodes with the runtime's decoder, augments (training only), then applies the runtime's preprocess."""
 
-    def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None, seed: int = 0):
+    def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None, seed: int = 0,
+                 cache: Any = None, rows: list[int] | None = None):
         self.samples = samples
         self.spec = spec
         self.augment = augment
         self.seed = seed
         self.epoch = 0  # set by the trainer before each epoch's loader is made
+        self.cache, self.rows = cache, rows  # once-decoded images (training only) and each sample's row in them
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.samples[i]
-        try:
-            img = load_image(s.path, target_size=self.spec.input_size)
-        except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
-            raise DfxError(f"{s.path}: {e}") from e
+        if self.cache is not None:
+            img = self.cache.image(self.rows[i])
+        else:
+            try:
+                img = load_image(s.path, target_size=self.spec.input_size)
+            except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
+                raise DfxError(f"{s.path}: {e}") from e
         if self.augment is not None:
             # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker
             # drew it — so a run gives the same model whatever --workers or the machine's core count.

@@ -26,9 +26,10 @@ from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec
 
 from .augment import Augment
+from .cache import ImageCache, decode_once
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .data import DataSplits, FaceDataset, Sample, check_images, class_weights, load_split, load_splits, save_split
-from .options import AUGMENTATIONS, BALANCE_MODES
+from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES
 from .registry import create_model, get_entry
 from .report import plot_curves, write_model_card
 
@@ -71,6 +72,7 @@ class TrainConfig:
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     ema_decay: float = 0.998
+    cache: str = "none"  # opt-in until its effect on accuracy is measured (see README, "Decode once")
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's defaults filled in and the name made canonical."""
@@ -117,6 +119,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
             raise DfxError(f"{flag} must be {bound}, got {v!r}")
     if cfg.input_size is not None and not (isinstance(cfg.input_size, int) and 8 <= cfg.input_size <= 4096):
         raise DfxError(f"--input-size must be an integer from 8 to 4096, got {cfg.input_size!r}")
+    if cfg.cache not in CACHE_MODES:
+        raise DfxError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {cfg.cache!r}")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(cfg.device)):
         raise DfxError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
 
@@ -217,11 +221,22 @@ def _log_epoch(epoch: int, epochs: int, loss: float, m: dict, ips: float, best: 
              epoch, epochs, loss, m["acc"], m["auc"], m["ap"], m["eer"], ips, best, best_epoch)
 
 
-def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> DataSplits:
+def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> tuple[DataSplits, ImageCache | None,
+                                                                               list[int] | None]:
+    """The splits with unreadable files dropped, and the once-decoded training images with each sample's row."""
     split_path = out / "split.json"
     splits = load_splits([Path(d) for d in cfg.data], cfg.val_fraction, cfg.seed, stored=load_split(split_path))
     save_split(split_path, splits.split_record)
-    splits.train, bad_train = check_images(splits.train, spec, desc="decoding training images")
+    cache, errors = decode_once([s.path for s in splits.train], spec, cfg.cache, out)
+    rows = None
+    if cache is None:
+        splits.train, bad_train = check_images(splits.train, spec, desc="decoding training images")
+    else:  # the decode that filled the cache was the check
+        bad_train = {}
+        for i, e in errors.items():
+            bad_train.setdefault(e.status, []).append(splits.train[i].path)
+        rows = [i for i in range(len(splits.train)) if i not in errors]
+        splits.train = [splits.train[i] for i in rows]
     splits.val, bad_val = check_images(splits.val, spec, desc="decoding validation images")
     for status, paths in {**bad_train, **bad_val}.items():
         splits.skipped.setdefault(status, []).extend(paths)
@@ -235,7 +250,7 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> DataSpli
         if labels != {0, 1}:
             missing = "real" if 0 not in labels else "fake"
             raise DfxError(f"no readable {missing} images left in the {name} split")
-    return splits
+    return splits, cache, rows
 
 
 def _stored_config(path: Path) -> TrainConfig:
@@ -306,7 +321,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     if cfg.init_from and fresh:
         _init_weights(model, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    splits = _prepare_data(cfg, out, spec)
+    splits, cache, rows = _prepare_data(cfg, out, spec)
     log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
              len(splits.train), len(splits.val), device)
 
@@ -319,7 +334,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     eval_model = ema.module if ema is not None else model
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment), seed=cfg.seed)
+    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment), seed=cfg.seed, cache=cache, rows=rows)
     labels = np.array([s.label for s in splits.train])
     n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)

@@ -1,0 +1,110 @@
+"""Training benchmark: dfx-train's own images/s against the training-step ceiling of the same model.
+
+Per model, in one run on one machine:
+- ceiling: forward + backward + AdamW step on a synthetic batch already on the device (what the model allows);
+- dfx-train: images/s of its second epoch (the first pays start-up) on real data, once per ``--cache`` mode;
+- their ratio.
+
+Run from the repository root::
+
+    python -m dfx.benchmarks.train_throughput --data ../shared/data/mesonet-deepfake --models meso4 \\
+        --out benchmarks/results/train-cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["step_ceiling", "train_rate"]
+
+
+def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20) -> float:
+    """Training images/s on a synthetic batch already on the device (AMP on CUDA, as dfx-train)."""
+    import torch
+
+    from dfx.training import create_model, get_entry
+
+    dev = torch.device(device)
+    spec = get_entry(model_name).default_spec
+    model, _ = create_model(model_name, spec, pretrained=False)
+    model.to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch_size, 3, *spec.input_size, device=dev)
+    y = torch.randint(0, 2, (batch_size,), device=dev).float()
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step() -> None:
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
+            loss = loss_fn(model(x).squeeze(1).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def train_rate(model_name: str, data: Path, batch_size: int, cache: str, steps: int, workers: int) -> float:
+    """dfx-train's images/s in its second epoch of ``steps`` steps."""
+    from dfx.training.report import read_metrics
+    from dfx.training.trainer import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train(TrainConfig(model=model_name, data=[str(data)], out=tmp, epochs=2, batch_size=batch_size,
+                          max_steps_per_epoch=steps, workers=workers, cache=cache, pretrained=False, patience=5))
+        return read_metrics(Path(tmp))[-1]["images_per_s"]
+
+
+def main() -> None:
+    """Command-line entry: writes ``OUT.json`` and ``OUT.md``."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--models", default="meso4")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=40, help="steps per epoch of the dfx-train runs")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--caches", default="none,ram")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/train-cpu"))
+    args = p.parse_args()
+    from dfx.benchmarks.bench import _environment
+
+    result = {"machine": _environment(), "data": str(args.data), "settings": vars(args) | {"out": str(args.out),
+                                                                                         "data": str(args.data)},
+              "models": {}}
+    for model in args.models.split(","):
+        ceiling = step_ceiling(model, args.batch_size, args.device)
+        rates = {c: train_rate(model, args.data, args.batch_size, c, args.steps, args.workers)
+                 for c in args.caches.split(",")}
+        result["models"][model] = {"ceiling": ceiling, "dfx_train": rates}
+        print(model, f"ceiling {ceiling:.1f} img/s;", ", ".join(f"--cache {c}: {r:.1f} img/s ({r / ceiling:.2f})"
+                                                                for c, r in rates.items()), flush=True)
+    env = result["machine"]
+    lines = [f"Machine: {env['cpu']}, {env['cores']} cores; {', '.join(env['gpus']) or 'no GPU'}; device "
+             f"{args.device}; batch {args.batch_size}; dfx-train: 2 epochs of {args.steps} steps, {args.workers} "
+             f"workers, images/s of the second epoch; data {args.data}.", "",
+             "| model | step ceiling img/s | " + " | ".join(f"dfx-train --cache {c} img/s (÷ ceiling)"
+                                                         for c in args.caches.split(",")) + " |",
+             "|---|---|" + "---|" * len(args.caches.split(","))]
+    for m, r in result["models"].items():
+        lines.append(f"| {m} | {r['ceiling']:.1f} | " + " | ".join(
+            f"{v:.1f} ({v / r['ceiling']:.2f})" for v in r["dfx_train"].values()) + " |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Decode once: the cache holds each training image once, in RAM or on disk, and a run reuses its disk cache."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from dfx.engine.spec import PreprocessSpec
+from dfx.training import cache as C
+from dfx.training import trainer as T
+
+SPEC = PreprocessSpec(input_size=(32, 32))
+
+
+def _paths(bad_corpus):
+    return [str(bad_corpus[k]) for k in ("rgb", "truncated", "cmyk", "rgb_png")]
+
+
+def test_ram_and_disk_caches_hold_the_same_pixels_and_name_bad_files(bad_corpus, tmp_path):
+    ram, ram_errors = C.decode_once(_paths(bad_corpus), SPEC, "ram", tmp_path)
+    disk, disk_errors = C.decode_once(_paths(bad_corpus), SPEC, "disk", tmp_path)
+    assert ram.shape == disk.shape == (4, *C.cache_side(SPEC), 3) and C.cache_side(SPEC) == (36, 36)
+    np.testing.assert_array_equal(np.asarray(ram.array), np.asarray(disk.array))
+    assert list(ram_errors) == list(disk_errors) == [1] and ram_errors[1].status == "truncated"
+    assert disk.path.parent == tmp_path and disk.image(0).size == (36, 36)
+    clone = pickle.loads(pickle.dumps(disk))  # what a DataLoader worker receives: the file, not a copy
+    np.testing.assert_array_equal(np.asarray(clone.array), np.asarray(disk.array))
+    assert len(pickle.dumps(disk)) < 1000
+
+
+def test_a_disk_cache_is_reused_until_its_files_change(bad_corpus, tmp_path, monkeypatch):
+    paths = _paths(bad_corpus)
+    first, _ = C.decode_once(paths, SPEC, "disk", tmp_path)
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(C, "load_image", no_decoding)
+    again, errors = C.decode_once(paths, SPEC, "disk", tmp_path)
+    assert again.path == first.path and list(errors) == [1]
+    st = os.stat(paths[0])
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed: the key changes
+    with pytest.raises(AssertionError, match="decoded again"):
+        C.decode_once(paths, SPEC, "disk", tmp_path)
+
+
+def test_no_cache_for_none_or_center_crop_specs(bad_corpus, tmp_path):
+    assert C.decode_once(_paths(bad_corpus), SPEC, "none", tmp_path) == (None, {})
+    crop = PreprocessSpec(input_size=(32, 32), resize="center_crop", crop_pct=0.9)
+    assert C.decode_once(_paths(bad_corpus), crop, "auto", tmp_path) == (None, {})
+    with pytest.raises(Exception, match="--cache must be one of"):
+        C.decode_once(_paths(bad_corpus), SPEC, "gpu", tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["ram", "disk"])
+def test_training_from_the_cache_is_deterministic_across_workers_and_resumable(tiny_data, tmp_path, mode):
+    from dfx.training.checkpoint import load_checkpoint
+
+    def run(out, workers, **kw):
+        cfg = T.TrainConfig(model="meso4", data=[str(tiny_data)], out=str(out), epochs=2, batch_size=8, input_size=32,
+                            workers=workers, lr=3e-3, cache=mode)
+        T.train(cfg, **kw)
+        return load_checkpoint(out / "best.safetensors")[0].state_dict()
+
+    a, b = run(tmp_path / "a", 0), run(tmp_path / "b", 2)
+    for key in a:
+        assert np.array_equal(a[key].numpy(), b[key].numpy()), key
+    assert bool(list((tmp_path / "a").glob("decoded-*.u8"))) == (mode == "disk")

@@ -1,0 +1,140 @@
+"""Decode once: the training images as uint8 arrays, so epochs augment from memory instead of re-decoding files.
+
+Every training image is decoded once at the start of a run (the runtime's :func:`load_image`, as the data check
+always did) and stored resized to the model's input size plus the margin the crop augmentation needs. The cache
+lives in RAM when it fits half of the memory available, else in a memory-mapped file in the run folder, which
+``--resume`` and later runs on the same data reuse (keyed on paths, sizes, modification times and the size).
+Evaluation never uses it: validation images go through exactly the runtime's preprocessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dfx.engine.artifact import atomic_write_text
+from dfx.engine.decode import DecodeError, load_image
+from dfx.engine.errors import DfxError
+from dfx.engine.progress import progress_bar
+from dfx.engine.spec import INTERPOLATIONS, PreprocessSpec
+
+from .options import CACHE_MODES, CROP_MIN_AREA
+
+__all__ = ["ImageCache", "CACHE_MODES", "decode_once", "cache_side"]
+
+log = logging.getLogger("dfx.training")
+
+
+def cache_side(spec: PreprocessSpec) -> tuple[int, int]:
+    """Cached (height, width): the input size grown so the smallest random crop still has input-size pixels."""
+    grow = 1.0 / math.sqrt(CROP_MIN_AREA)
+    return tuple(math.ceil(v * grow) for v in spec.input_size)
+
+
+class ImageCache:
+    """Decoded training images, one uint8 (H, W, 3) row per sample, in RAM or memory-mapped from ``path``."""
+
+    def __init__(self, array: np.ndarray, path: Path | None = None):
+        self.array, self.path, self.shape = array, path, array.shape
+
+    def image(self, i: int) -> Image.Image:
+        """Sample ``i`` as an RGB image."""
+        return Image.fromarray(self.array[i], "RGB")
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the cache."""
+        return int(np.prod(self.shape))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers get the file's name, not a copy of its contents (a RAM cache is shared by fork).
+        if self.path is None:
+            return self.__dict__
+        return {"array": None, "path": self.path, "shape": self.shape}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.array is None:
+            self.array = np.memmap(self.path, np.uint8, "r", shape=self.shape)
+
+
+def _key(paths: list[str], side: tuple[int, int], interpolation: str) -> str:
+    h = hashlib.sha1(json.dumps([list(side), interpolation]).encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
+                threads: int = 8) -> tuple[ImageCache | None, dict[int, DecodeError]]:
+    """Decodes ``paths`` once into a cache (``mode``: auto, ram, disk, none).
+
+    Returns:
+        (the cache, or None for ``none`` or a spec that crops; {index: error} for files that cannot be decoded —
+        their rows stay zero and the caller drops them).
+    """
+    if mode not in CACHE_MODES:
+        raise DfxError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
+    if mode == "none" or spec.resize != "squash":
+        return None, {}
+    side = cache_side(spec)
+    shape = (len(paths), *side, 3)
+    nbytes = int(np.prod(shape))
+    if mode == "auto":
+        mode = "ram" if nbytes <= _available_memory() // 2 else "disk"
+    key = _key(paths, side, spec.interpolation)
+    file, meta = folder / f"decoded-{key}.u8", folder / f"decoded-{key}.json"
+    if mode == "disk" and file.is_file() and meta.is_file():
+        errors = {int(i): DecodeError(*e) for i, e in json.loads(meta.read_text())["errors"].items()}
+        log.info("reusing the decoded images in %s (%.0f MiB)", file, nbytes / 2**20)
+        return ImageCache(np.memmap(file, np.uint8, "r", shape=shape), file), errors
+    t0 = time.perf_counter()
+    if mode == "disk":
+        tmp = file.with_name(file.name + ".partial")
+        array = np.memmap(tmp, np.uint8, "w+", shape=shape)
+    else:
+        array = np.zeros(shape, np.uint8)
+    resample = INTERPOLATIONS[spec.interpolation]
+
+    def fill(i: int) -> DecodeError | None:
+        try:
+            img = load_image(paths[i], target_size=side)
+        except DecodeError as e:
+            return e
+        array[i] = np.asarray(img.resize((side[1], side[0]), resample))
+        return None
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(progress_bar(pool.map(fill, range(len(paths))), total=len(paths),
+                                    desc="decoding training images once", unit="img", leave=False))
+    errors = {i: e for i, e in enumerate(results) if e is not None}
+    if mode == "disk":
+        array.flush()
+        del array
+        os.replace(tmp, file)
+        atomic_write_text(meta, json.dumps({"shape": list(shape), "errors": {
+            str(i): [e.status, e.message] for i, e in errors.items()}}))
+        cache = ImageCache(np.memmap(file, np.uint8, "r", shape=shape), file)
+    else:
+        cache = ImageCache(array)
+    log.info("decoded %d training images once in %.1f s: %.0f MiB cache in %s", len(paths),
+             time.perf_counter() - t0, nbytes / 2**20, "RAM" if mode == "ram" else file)
+    return cache, errors
