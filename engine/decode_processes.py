@@ -198,6 +198,8 @@ class ProcessDecodePool(DecodePool):
         for run in [*self._queue, *(w.run for w in self._workers if w.run is not None)]:
             run.future.cancel()
         self._queue.clear()
+        self._wake_r.close()
+        self._wake_w.close()
         self._release()
 
     # --- the dispatcher thread ---------------------------------------------------------------------------------
