@@ -21,7 +21,7 @@ __all__ = ["ModelInfo", "check_threshold", "LABELS", "META_KEY", "FORMAT_VERSION
 
 LABELS = {0: "real", 1: "fake"}
 META_KEY = "dfx"  # key under which the JSON record is stored (ONNX metadata_props, safetensors header)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds ``temperature``; records without one are still written as 1, readable by older dfx
 
 
 @dataclass
@@ -31,7 +31,9 @@ class ModelInfo:
     Attributes:
         arch: registered model name (``meso4``, ``xception``…).
         spec: the preprocessing spec the model was trained with.
-        threshold: P(fake) at or above which an image is labelled fake (validation EER point by default).
+        threshold: P(fake) at or above which an image is labelled fake (validation EER point by default), on the
+            calibrated scale when ``temperature`` is set.
+        temperature: scores are sigmoid(logit / temperature) (1: uncalibrated); see :mod:`dfx.engine.calibration`.
         labels: class index → name; always {0: real, 1: fake}.
         model_kwargs: arguments that rebuild the architecture (e.g. input size for MesoNet's dense layer).
         metrics: validation metrics of the chosen weights.
@@ -45,13 +47,17 @@ class ModelInfo:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with the format version and the output convention spelled out."""
-        return {
-            "format_version": FORMAT_VERSION,
+        calibrated = self.temperature != 1.0
+        d = {
+            # An older dfx must refuse a calibrated record rather than score it uncalibrated against its threshold.
+            "format_version": 2 if calibrated else 1,
             "arch": self.arch,
-            "output": "logit; sigmoid(logit) = P(fake)",
+            "output": "logit; sigmoid(logit / temperature) = P(fake)" if calibrated else
+                      "logit; sigmoid(logit) = P(fake)",
             "labels": {str(k): v for k, v in self.labels.items()},
             "threshold": self.threshold,
             "spec": self.spec.to_dict(),
@@ -59,6 +65,9 @@ class ModelInfo:
             "metrics": self.metrics,
             "extra": self.extra,
         }
+        if calibrated:
+            d["temperature"] = self.temperature
+        return d
 
     def to_json(self) -> str:
         """Compact JSON of :meth:`to_dict`."""
@@ -87,9 +96,13 @@ class ModelInfo:
                 if not isinstance(d.get(key, {}), dict):
                     raise TypeError(f"{key} must be an object")
             spec = PreprocessSpec.from_dict(d["spec"])
+            temperature = d.get("temperature", 1.0)
+            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                    or not (0 < temperature < float("inf")):
+                raise ValueError(f"temperature must be a positive number, got {temperature!r}")
             info = cls(arch=d["arch"], spec=spec, threshold=check_threshold(d.get("threshold", 0.5)), labels=labels,
                        model_kwargs=dict(d.get("model_kwargs", {})), metrics=dict(d.get("metrics", {})),
-                       extra=dict(d.get("extra", {})))
+                       extra=dict(d.get("extra", {})), temperature=float(temperature))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DfxError(f"artifact metadata is incomplete or invalid: {e}") from e
         return info

@@ -76,6 +76,7 @@ def score_files(
     """
     spec = backend.info.spec
     thr = backend.info.threshold if threshold is None else threshold
+    temperature = backend.info.temperature
     batch_size = backend.prepare(max(1, min(batch_size, backend.max_batch or batch_size)))
     workers = workers or default_workers()
     step = _task_size(batch_size, workers)
@@ -91,7 +92,7 @@ def score_files(
             ok = [i for i, e in enumerate(errors) if e is None]
             logits = _run(backend, pool.buffers[buf], ok, len(chunk)) if ok else np.zeros(0)
             free.append(buf)
-            return _rows(chunk, errors, dict(zip(ok, logits)), thr)
+            return _rows(chunk, errors, dict(zip(ok, logits)), thr, temperature)
 
         while True:
             chunk = list(islice(it, batch_size))
@@ -105,7 +106,8 @@ def score_files(
                 return
 
 
-def _rows(chunk: list[Path], errors: list[DecodeError | None], logits: dict[int, float], thr: float) -> list[Row]:
+def _rows(chunk: list[Path], errors: list[DecodeError | None], logits: dict[int, float], thr: float,
+          temperature: float) -> list[Row]:
     rows = []
     for i, (path, err) in enumerate(zip(chunk, errors)):
         if err is not None:
@@ -114,7 +116,7 @@ def _rows(chunk: list[Path], errors: list[DecodeError | None], logits: dict[int,
             rows.append(Row(str(path), None, None, Status.MODEL_ERROR,
                             f"the model returned a non-finite logit ({logits[i]}) for this image"))
         else:
-            s = _sigmoid(logits[i])
+            s = _sigmoid(logits[i] / temperature)
             rows.append(Row(str(path), s, "fake" if s >= thr else "real", Status.OK))
     return rows
 

@@ -19,6 +19,7 @@ from dfx.engine.artifact import ModelInfo, atomic_write_bytes, atomic_write_text
 from dfx.engine.errors import DfxError
 from dfx.engine.inputs import VAL_NAMES, child_dir
 
+from .calibrate import calibrate_onnx
 from .onnx_export import embed_metadata, export_onnx, onnx_module
 from .verify import VerifyReport, backend_logits, compare, torch_logits, verification_inputs
 
@@ -38,13 +39,14 @@ class ExportResult:
     checks: list[VerifyReport] = field(default_factory=list)
     int8: Any = None
     notices: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (also written as NAME.export.json)."""
         return {"artifacts": {k: {"path": str(p), "bytes": p.stat().st_size} for k, p in self.artifacts.items()
                               if p.exists()},
                 "checks": [c.to_dict() for c in self.checks], "int8": self.int8.to_dict() if self.int8 else None,
-                "notices": self.notices, "dfx_version": dfx.__version__}
+                "notices": self.notices, "calibration": self.calibration, "dfx_version": dfx.__version__}
 
 
 def _check(result: ExportResult, report: VerifyReport, artifact: Path) -> None:
@@ -148,6 +150,8 @@ def _export_into(
     opset: int = 17,
     workspace_gib: float = 4.0,
     opt_level: int = 3,
+    calibrate: list[str | Path] | None = None,
+    threshold_policy: str = "eer",
 ) -> ExportResult:
     """Builds and verifies deployable artifacts in ``out_dir`` (the staging folder of :func:`export_model`).
 
@@ -162,6 +166,9 @@ def _export_into(
         batch_sizes: engine profile ``MIN,OPT,MAX``.
         verify_data: images to verify on (default: the checkpoint's validation folder, else generated).
         simplify: run onnxslim on the ONNX (verified again).
+        calibrate: folders with ``real/`` and ``fake/`` to fit the temperature on (the ONNX's record, and so every
+            artifact made from it, then carries it); none: scores stay raw sigmoids.
+        threshold_policy: with ``calibrate``: ``eer``, ``fpr=<rate>`` or ``f1`` on the calibrated scores.
     """
     from .tensorrt_build import build_engine, engine_unavailable_reason, parse_batch_sizes
 
@@ -218,6 +225,12 @@ def _export_into(
         name = fp32.name.removesuffix(".onnx").removesuffix(".fp16")
         x, desc = verification_inputs(info.spec, verify_data or _default_verify_dir(info), n_verify)
         ref32 = _ort_logits(fp32, x)
+    if calibrate:
+        if fp32.parent != out:  # an --onnx given from elsewhere: calibrate a copy, never the source in place
+            shutil.copy(fp32, out / fp32.name)
+            fp32 = out / fp32.name
+        steps.next(f"calibrating on {', '.join(map(str, calibrate))} (temperature, {threshold_policy} threshold)")
+        info, result.calibration = calibrate_onnx(fp32, list(calibrate), threshold_policy)
     result.artifacts["onnx"] = fp32
 
 

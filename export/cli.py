@@ -20,7 +20,8 @@ Examples:
   dfx-export --checkpoint runs/x/best.safetensors --out build/
   dfx-export --model meso4 --int8 --calib ../shared/data/mesonet-deepfake/validate
   dfx-export --model vit_b16 --fp16 --batch-sizes 1,32,128 --no-engine
-  dfx-export --onnx build/xception.onnx --engine   # (re)build the engine on the GPU machine""")
+  dfx-export --onnx build/xception.onnx --engine   # (re)build the engine on the GPU machine
+  dfx-export --model meso4 --fp16 --calibrate faces/validate --threshold-policy fpr=0.01""")
 @click.option("--model", help="Export weights/<model>/best.safetensors (where dfx-train writes by default).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="A dfx-train checkpoint (.safetensors).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="Start from a dfx ONNX instead.")
@@ -36,6 +37,11 @@ Examples:
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--workspace-gib", type=float, default=4.0, show_default=True)
 @click.option("--opt-level", type=click.IntRange(0, 5), default=3, show_default=True)
+@click.option("--calibrate", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Fit a temperature on the real/ and fake/ images here (repeatable) and store it in the artifacts: "
+                   "scores become calibrated probabilities.")
+@click.option("--threshold-policy", default="eer", show_default=True,
+              help="With --calibrate: the threshold on calibrated scores — eer, fpr=<rate> (e.g. fpr=0.01) or f1.")
 @common_options
 @run_cli
 def main(model, checkpoint, onnx_path, out, verbose, quiet, **opts) -> None:

@@ -175,3 +175,19 @@ def test_a_checkpoint_whose_threshold_is_nan_does_not_export(tmp_path):
     r = CliRunner().invoke(main, ["--checkpoint", str(ckpt)])
     assert r.exit_code == 1 and "threshold" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "meso4.onnx").exists()
+
+
+def test_calibration_stage_stamps_every_artifact_and_reports_it(tmp_path):
+    data = tmp_path / "faces"
+    write_split(data, 8, np.random.default_rng(4))
+    ckpt = _checkpoint(tmp_path, "meso4")
+    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--fp16", "--no-engine", "--calibrate", str(data),
+                                  "--threshold-policy", "f1"])
+    assert r.exit_code == 0, r.output
+    fp32, fp16 = read_onnx_info(tmp_path / "meso4.onnx"), read_onnx_info(tmp_path / "meso4.fp16.onnx")
+    assert fp32.temperature == fp16.temperature != 1.0 and fp32.threshold == fp16.threshold
+    report = json.loads((tmp_path / "meso4.export.json").read_text())["calibration"]
+    assert report["policy"] == "f1" and report["temperature"] == fp32.temperature
+    assert set(report["per_source"]) == {"faces"} and report["n"] == 16
+    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--calibrate", str(data), "--threshold-policy", "fpr=5"])
+    assert r.exit_code == 1 and "threshold policy" in r.output

@@ -1,0 +1,88 @@
+"""The calibration stage: fit a temperature on labelled images and store it, with the threshold a policy picks on
+the calibrated scores, in an ONNX file's dfx record (the runtime then applies both; see
+:mod:`dfx.engine.calibration`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfx.engine.artifact import ModelInfo, atomic_write_bytes, read_onnx_info
+from dfx.engine.calibration import calibrated, expected_calibration_error, fit_temperature, log_loss, threshold_for
+from dfx.engine.decode import DecodeError, load_image
+from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, labelled_images
+from dfx.engine.spec import preprocess
+
+from .onnx_export import embed_metadata, onnx_module
+
+__all__ = ["calibrate_onnx", "onnx_logits"]
+
+log = logging.getLogger("dfx.export")
+
+
+def onnx_logits(onnx: Path, files: list[Path], chunk: int = 128) -> tuple[np.ndarray, list[int]]:
+    """Raw logits of ``onnx`` (onnxruntime, CPU) on ``files``; the indices of files that could be decoded."""
+    from dfx.engine.backends.onnxruntime_backend import OnnxRuntimeCPUBackend
+
+    out, kept = [], []
+    with OnnxRuntimeCPUBackend(onnx) as be:
+        spec = be.info.spec
+        for start in range(0, len(files), chunk):
+            xs = []
+            for i in range(start, min(start + chunk, len(files))):
+                try:
+                    xs.append(preprocess(load_image(files[i], target_size=spec.input_size), spec))
+                    kept.append(i)
+                except DecodeError:
+                    continue
+            for j in range(0, len(xs), min(be.max_batch or 32, 32)):
+                out.append(be.infer(np.stack(xs[j:j + min(be.max_batch or 32, 32)])))
+    return (np.concatenate(out) if out else np.zeros(0, np.float32)), kept
+
+
+def _source_name(folder: Path) -> str:
+    """``x/validate`` → ``x`` (the data set), as training names its sources."""
+    return folder.parent.name if folder.name.lower() in TRAIN_NAMES + VAL_NAMES else folder.name
+
+
+def calibrate_onnx(onnx: Path, data: list[str | Path], policy: str = "eer") -> tuple[ModelInfo, dict[str, Any]]:
+    """Fits the temperature of ``onnx`` on the ``real/`` and ``fake/`` images of ``data`` and rewrites its record.
+
+    Returns:
+        (the new record, the report: temperature, threshold, policy, ECE and counts overall and per data set).
+    """
+    info = read_onnx_info(onnx)
+    items = [(p, y, _source_name(Path(d))) for d in data for p, y in labelled_images(d)]
+    logits, kept = onnx_logits(onnx, [p for p, _, _ in items])
+    labels = np.array([items[i][1] for i in kept])
+    sources = np.array([items[i][2] for i in kept])
+    raw = logits.astype(np.float64) / info.temperature  # the scores it gives today
+    t = fit_temperature(raw, labels)  # finite by construction: a bounded search
+    cal = calibrated(raw, t)
+    threshold = threshold_for(policy, labels, cal)
+    report: dict[str, Any] = {"temperature": t, "threshold": threshold, "policy": policy,
+                              "data": [str(d) for d in data], "n": int(labels.size), "per_source": {}}
+    for name in [None, *sorted(set(sources))]:
+        sel = np.ones(labels.size, bool) if name is None else sources == name
+        entry = {"n": int(sel.sum()), "ece_before": expected_calibration_error(labels[sel], calibrated(raw[sel])),
+                 "ece_after": expected_calibration_error(labels[sel], cal[sel]),
+                 "nll_before": log_loss(labels[sel], raw[sel]), "nll_after": log_loss(labels[sel], raw[sel] / t)}
+        if name is None:
+            report.update(entry)
+        else:
+            report["per_source"][name] = entry
+    new = dataclasses.replace(info, temperature=t * info.temperature, threshold=threshold,
+                              extra={**info.extra, "calibration": report})
+    proto = onnx_module().load(str(onnx))
+    embed_metadata(proto, new)
+    atomic_write_bytes(onnx, proto.SerializeToString())
+    log.info("calibrated %s on %d images: temperature %.3f, threshold %.4f (%s), log-loss %.4f → %.4f, ECE %.4f → "
+             "%.4f", onnx.name, report["n"], t, threshold, policy, report["nll_before"], report["nll_after"],
+             report["ece_before"], report["ece_after"])
+    if report["n"] < 100:
+        log.warning("only %d images to calibrate on: the temperature is a rough estimate", report["n"])
+    return new, report
