@@ -82,7 +82,8 @@ def score_files(
     step = _task_size(batch_size, workers)
     pending: deque[tuple[list[Path], int, list[Future]]] = deque()
     it = iter(files)
-    # The pool stops (no worker writes any more) before the backend lets go of the buffers.
+    # On the way out the backend unpins the buffers (no copy is in flight: infer is synchronous), then the pool stops
+    # its workers and frees them; a worker still writing into unpinned memory is harmless.
     with open_decode_pool(decode, spec, depth + 1, batch_size, workers, max_pixels, load) as pool, \
             backend.input_buffer(pool.buffers):
         free = deque(range(depth + 1))  # depth + 1 buffers and at most depth + 1 pending batches
