@@ -9,8 +9,8 @@ from pathlib import Path
 from .decode import is_image_path
 from .errors import DfxError
 
-__all__ = ["path_key", "iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images", "CLASSES",
-           "TRAIN_NAMES", "VAL_NAMES"]
+__all__ = ["path_key", "source_name", "iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images",
+           "CLASSES", "TRAIN_NAMES", "VAL_NAMES"]
 
 CLASSES = {"real": 0, "fake": 1}  # class folder name → label (1 = fake, everywhere)
 TRAIN_NAMES = ("train", "training")  # split folder names accepted in a data set (lower-cased)
@@ -86,6 +86,12 @@ def _iter(paths: list[Path], recursive: bool) -> Iterator[Path]:
 def list_images(folder: str | Path) -> list[Path]:
     """Image files under ``folder`` (recursive), sorted by path."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+
+
+def source_name(folder: str | Path) -> str:
+    """The data set a folder belongs to: its name, or its parent's for a split folder (``x/validate`` → ``x``)."""
+    folder = Path(folder)
+    return folder.parent.name if folder.name.lower() in TRAIN_NAMES + VAL_NAMES else folder.name
 
 
 def child_dir(parent: Path, names: tuple[str, ...]) -> Path | None:

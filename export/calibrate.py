@@ -14,7 +14,7 @@ import numpy as np
 from dfx.engine.artifact import ModelInfo, atomic_write_bytes, read_onnx_info
 from dfx.engine.calibration import calibrated, expected_calibration_error, fit_temperature, log_loss, threshold_for
 from dfx.engine.decode import DecodeError, load_image
-from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, labelled_images
+from dfx.engine.inputs import labelled_images, source_name
 from dfx.engine.spec import preprocess
 
 from .onnx_export import embed_metadata, onnx_module
@@ -44,11 +44,6 @@ def onnx_logits(onnx: Path, files: list[Path], chunk: int = 128) -> tuple[np.nda
     return (np.concatenate(out) if out else np.zeros(0, np.float32)), kept
 
 
-def _source_name(folder: Path) -> str:
-    """``x/validate`` → ``x`` (the data set), as training names its sources."""
-    return folder.parent.name if folder.name.lower() in TRAIN_NAMES + VAL_NAMES else folder.name
-
-
 def calibrate_onnx(onnx: Path, data: list[str | Path], policy: str = "eer") -> tuple[ModelInfo, dict[str, Any]]:
     """Fits the temperature of ``onnx`` on the ``real/`` and ``fake/`` images of ``data`` and rewrites its record.
 
@@ -56,7 +51,7 @@ def calibrate_onnx(onnx: Path, data: list[str | Path], policy: str = "eer") -> t
         (the new record, the report: temperature, threshold, policy, ECE and counts overall and per data set).
     """
     info = read_onnx_info(onnx)
-    items = [(p, y, _source_name(Path(d))) for d in data for p, y in labelled_images(d)]
+    items = [(p, y, source_name(d)) for d in data for p, y in labelled_images(d)]
     logits, kept = onnx_logits(onnx, [p for p, _, _ in items])
     labels = np.array([items[i][1] for i in kept])
     sources = np.array([items[i][2] for i in kept])

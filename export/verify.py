@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from dfx.engine.calibration import calibrated
 from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.inputs import list_images
 from dfx.engine.spec import PreprocessSpec, preprocess
@@ -69,7 +70,7 @@ def compare(what: str, ref: np.ndarray, got: np.ndarray, threshold: float, toler
     ref, got = np.asarray(ref, np.float64).ravel(), np.asarray(got, np.float64).ravel()
     t = logit(threshold)
     diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
-    score_diff = float(np.max(np.abs(_sigmoid(ref) - _sigmoid(got)))) if ref.size else 0.0
+    score_diff = float(np.max(np.abs(calibrated(ref) - calibrated(got)))) if ref.size else 0.0
     # An image whose reference logit sits within the tolerance of the threshold may flip without any error
     # beyond tolerance (a 3e-6 difference flipped one at exactly the EER point): judge decisions beyond it.
     clear = np.abs(ref - t) > tolerance
@@ -77,9 +78,6 @@ def compare(what: str, ref: np.ndarray, got: np.ndarray, threshold: float, toler
     ok = bool(np.isfinite(diff) and np.isfinite(got).all() and diff <= tolerance and agree >= min_agreement)
     return VerifyReport(what, int(ref.size), inputs, diff, agree, tolerance, min_agreement, ok, score_diff)
 
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def verification_inputs(spec: PreprocessSpec, data_dir: str | Path | None, n: int = 16,

@@ -24,7 +24,7 @@ import torch
 from dfx.engine.artifact import atomic_write_text
 from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.errors import DfxError
-from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, child_dir, labelled_images
+from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, child_dir, labelled_images, source_name
 from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec, preprocess
 
@@ -91,7 +91,7 @@ def load_splits(data_dirs: list[Path], val_fraction: float = 0.15, seed: int = 0
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise DfxError(f"--data {data_dir}: no such folder")
-        source = data_dir.name if data_dir.name.lower() not in TRAIN_NAMES + VAL_NAMES else data_dir.parent.name
+        source = source_name(data_dir)
         tdir, vdir = child_dir(data_dir, TRAIN_NAMES), child_dir(data_dir, VAL_NAMES)
         if tdir is not None and vdir is not None:
             train += _labelled(tdir, source)
