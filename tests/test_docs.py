@@ -20,3 +20,28 @@ def test_code_cites_sections_that_exist_in_the_architecture_doc():
         assert any(s.startswith(section) for s in sections), f"{path} cites a missing section {section!r}"
     package_code = [p for d in ("dfx", "engine", "training", "export", "benchmarks") for p in (REPO / d).rglob("*.py")]
     assert not [p for p in package_code if "DESIGN.md" in p.read_text()]  # the old, out-of-repo name
+
+
+def test_every_readme_command_line_parses():
+    """The README's example command lines use options the commands have, with values they accept."""
+    import shlex
+
+    import click
+
+    from dfx.benchmarks.cli import main as bench
+    from dfx.engine.cli import main as infer
+    from dfx.export.cli import main as export
+    from dfx.training.cli import main as train
+
+    commands = {"dfx-train": train, "dfx-export": export, "dfx-infer": infer, "dfx-bench": bench}
+    seen = set()
+    for line in (REPO / "README.md").read_text().splitlines():
+        words = shlex.split(line.split("  #")[0]) if line.startswith("dfx-") else []
+        if not words or words[0] not in commands:
+            continue
+        seen.add(words[0])
+        try:
+            commands[words[0]].make_context(words[0], words[1:])
+        except click.UsageError as e:
+            assert "does not exist" in str(e), f"{line!r}: {e}"  # a file of the reader's, not a wrong option
+    assert seen == set(commands)
