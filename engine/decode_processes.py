@@ -67,10 +67,14 @@ def _worker_main(conn: Connection, shm_name: str, shape: tuple[int, ...], slot: 
     _serve(conn, buffers, counters[slot], spec, max_pixels, load)
 
 
+def _counters_offset(shape: tuple[int, ...]) -> int:
+    """Where the counters start in the block: after the float32 buffers, aligned for int64."""
+    return -(-int(np.prod(shape)) * 4 // 8) * 8
+
+
 def _views(shm: shared_memory.SharedMemory, shape: tuple[int, ...], workers: int) -> tuple[np.ndarray, np.ndarray]:
     """The batch buffers and, after them, each worker's (files started, files finished) counters."""
-    nbytes = int(np.prod(shape)) * 4
-    offset = -(-nbytes // 8) * 8
+    offset = _counters_offset(shape)
     count = workers or (shm.size - offset) // 16
     return (np.ndarray(shape, np.float32, buffer=shm.buf),
             np.ndarray((count, 2), np.int64, buffer=shm.buf, offset=offset))
@@ -147,7 +151,7 @@ class ProcessDecodePool(DecodePool):
     def __init__(self, *args, file_timeout: float = DEFAULT_FILE_TIMEOUT, **kwargs):
         super().__init__(*args, **kwargs)
         self.file_timeout = file_timeout
-        nbytes = -(-int(np.prod(self.shape)) * 4 // 8) * 8 + 16 * self.workers
+        nbytes = _counters_offset(self.shape) + 16 * self.workers
         _check_shm_space(nbytes)
         self._shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}",
                                                create=True, size=nbytes)

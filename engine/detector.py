@@ -63,9 +63,6 @@ class _InMemory:
     def __init__(self, image: Image.Image | np.ndarray):
         self.image = image
 
-    def __str__(self) -> str:
-        return ""
-
 
 def _as_image(item: Image.Image | np.ndarray) -> Image.Image:
     if isinstance(item, Image.Image):
@@ -118,7 +115,8 @@ class Detector:
         wrapped = [Path(x) if isinstance(x, (str, os.PathLike)) else _InMemory(x) for x in seq]
         rows = score_files(self.backend, wrapped, self.batch_size, threshold=self.threshold, decode="threads",
                            load=_load_item)
-        return [Result(i, r.path or None, r.score, r.label, r.status, r.error) for i, r in enumerate(rows)]
+        return [Result(i, str(w) if isinstance(w, Path) else None, r.score, r.label, r.status, r.error)
+                for i, (w, r) in enumerate(zip(wrapped, rows))]
 
     def scan(self, inputs: Iterable[str | os.PathLike], recursive: bool = False, decode: str = "auto",
              workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[dict[str, Any]]:

@@ -18,6 +18,7 @@ from dfx.engine.inputs import labelled_images, source_name
 from dfx.engine.spec import preprocess
 
 from .onnx_export import embed_metadata, onnx_module
+from .verify import backend_logits
 
 __all__ = ["calibrate_onnx", "onnx_logits"]
 
@@ -39,8 +40,8 @@ def onnx_logits(onnx: Path, files: list[Path], chunk: int = 128) -> tuple[np.nda
                     kept.append(i)
                 except DecodeError:
                     continue
-            for j in range(0, len(xs), min(be.max_batch or 32, 32)):
-                out.append(be.infer(np.stack(xs[j:j + min(be.max_batch or 32, 32)])))
+            if xs:
+                out.append(backend_logits(be.infer, np.stack(xs), batch=min(be.max_batch or 32, 32)))
     return (np.concatenate(out) if out else np.zeros(0, np.float32)), kept
 
 

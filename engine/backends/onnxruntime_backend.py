@@ -7,7 +7,6 @@ host→device copy on the GPU (from page-locked memory when cuda-python can regi
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +21,6 @@ from .pinned import cudart_or_none, page_locked
 
 __all__ = ["OnnxRuntimeCPUBackend", "OnnxRuntimeCUDABackend", "physical_cores", "cuda_provider_available",
            "CUDA_PROVIDER_OPTIONS"]
-
-log = logging.getLogger("dfx.engine")
 
 # Chosen by measurement on an H200 with onnxruntime-gpu 1.31 (issue "GPU-scale scanning"), not left at defaults:
 # - HEURISTIC conv search: faster in steady state than the default EXHAUSTIVE (efficientnet_b0 FP16 8,600 vs
@@ -72,7 +69,6 @@ def cuda_provider_available() -> bool:
 
 class _OnnxRuntimeBackend(Backend):
     providers: list = []
-    device_type = "cpu"
     # Pad every batch of a run to one shape and warm that shape up in prepare(): for providers whose first run
     # of a shape is expensive (cuDNN plans per shape: 2.6–7 s each on an H200).
     plan_once = False
