@@ -22,7 +22,7 @@ from .backends.base import Backend
 from .decode import DEFAULT_MAX_PIXELS, DecodeError, Status
 from .decode_pool import LoadFn, decode_into, default_workers, open_decode_pool
 
-__all__ = ["Row", "score_files", "default_workers", "DEPTH"]
+__all__ = ["Row", "score_files", "DEPTH"]
 
 DEPTH = 3  # batches decoded ahead of inference by default
 
