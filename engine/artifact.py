@@ -21,7 +21,8 @@ __all__ = ["ModelInfo", "check_threshold", "LABELS", "META_KEY", "FORMAT_VERSION
 
 LABELS = {0: "real", 1: "fake"}
 META_KEY = "dfx"  # key under which the JSON record is stored (ONNX metadata_props, safetensors header)
-FORMAT_VERSION = 2  # 2 adds ``temperature``; records without one are still written as 1, readable by older dfx
+FORMAT_VERSION = 3  # 2 adds ``temperature``, 3 the spec's ``faces``; a record is written at the lowest version
+# that holds it, so one without either stays readable by older dfx
 
 
 @dataclass
@@ -53,8 +54,9 @@ class ModelInfo:
         """JSON-ready dict, with the format version and the output convention spelled out."""
         calibrated = self.temperature != 1.0
         d = {
-            # An older dfx must refuse a calibrated record rather than score it uncalibrated against its threshold.
-            "format_version": 2 if calibrated else 1,
+            # An older dfx must refuse a calibrated record rather than score it uncalibrated against its threshold,
+            # and a face-cropping one rather than score whole images.
+            "format_version": 3 if self.spec.faces is not None else 2 if calibrated else 1,
             "arch": self.arch,
             "output": "logit; sigmoid(logit / temperature) = P(fake)" if calibrated else
                       "logit; sigmoid(logit) = P(fake)",

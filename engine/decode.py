@@ -39,6 +39,7 @@ class Status:
     UNREADABLE = "unreadable"
     DECODE_ERROR = "decode_error"
     MODEL_ERROR = "model_error"  # the model's output for this image was not a finite number
+    NO_FACE = "no_face"  # faces were looked for and none was found
 
 
 @dataclass

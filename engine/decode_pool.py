@@ -24,16 +24,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, DecodeError, Status, load_image
 from .errors import DfxError
-from .spec import PreprocessSpec, preprocess
+from .face_frontend import FacesFound, image_into
+from .spec import PreprocessSpec
 
 __all__ = ["DecodePool", "ThreadDecodePool", "DECODE_POOLS", "DECODE_MODES", "PROCESS_MIN_CPUS", "MAX_WORKERS",
            "decode_into", "default_workers", "usable_cpus", "resolve_decode_mode", "open_decode_pool", "LoadFn",
-           "check_buffers_fit"]
+           "check_buffers_fit", "file_slots"]
 
 log = logging.getLogger("dfx.engine")
 
@@ -48,15 +50,21 @@ DECODE_MODES = ("auto", *DECODE_POOLS)
 PROCESS_MIN_CPUS = 4
 MAX_WORKERS = 256  # more decode workers than this only contend (and thousands of processes would swamp a machine)
 
-# The per-file work: decode ``path`` and preprocess it into ``out`` (3, H, W); an error instead of raising.
-LoadFn = Callable[[Path, PreprocessSpec, np.ndarray, int], "DecodeError | None"]
+# The per-file work: decode ``path`` and preprocess it into ``out``; an error instead of raising. ``out`` is one slot
+# (3, H, W), or the file's ``span`` slots (span, 3, H, W) when the spec crops faces. On success a load returns None,
+# or a small picklable value (the faces it cropped) that comes back with the file's result.
+LoadFn = Callable[[Path, PreprocessSpec, np.ndarray, int], Any]
 
 
-def decode_into(path: Path, spec: PreprocessSpec, out: np.ndarray, max_pixels: int) -> DecodeError | None:
-    """Decodes ``path`` and preprocesses it into ``out``; returns the error instead of raising it."""
+def decode_into(path: Path, spec: PreprocessSpec, out: np.ndarray, max_pixels: int) -> DecodeError | FacesFound | None:
+    """Decodes ``path`` and preprocesses it (or its faces) into ``out``; returns the error instead of raising it.
+
+    Whole images decode at a reduced JPEG scale when the file is large; for face crops the full resolution is kept,
+    since a face is a small part of a photo.
+    """
     try:
-        preprocess(load_image(path, target_size=spec.input_size, max_pixels=max_pixels), spec, out=out)
-        return None
+        target = None if spec.faces is not None else spec.input_size
+        return image_into(load_image(path, target_size=target, max_pixels=max_pixels), spec, out)
     except DecodeError as e:
         return e
     except Exception as e:  # noqa: BLE001 - one odd file must become a row, never end a million-image run
@@ -120,6 +128,9 @@ class DecodePool(ABC):
         workers: decode threads or processes (default: :func:`default_workers`).
         max_pixels: larger images get status ``too_large``.
         load: the per-file work (default :func:`decode_into`); a process pool needs a module-level function.
+
+    Each file gets ``span`` consecutive slots: 1, or ``spec.faces.max_faces`` when the spec crops faces (file ``i``
+    of a run starting at slot ``first`` owns slots ``first + i * span …``).
     """
 
     mode: str = ""
@@ -128,6 +139,7 @@ class DecodePool(ABC):
                  max_pixels: int = DEFAULT_MAX_PIXELS, load: LoadFn = decode_into):
         self.spec, self.max_pixels, self.load = spec, max_pixels, load
         self.workers = workers or default_workers()
+        self.span = spec.faces.max_faces if spec.faces is not None else 1
         if not 1 <= self.workers <= MAX_WORKERS:
             raise DfxError(f"decode workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
         self.shape = (n_buffers, batch_size, 3, *spec.input_size)
@@ -139,7 +151,7 @@ class DecodePool(ABC):
         """Decodes ``paths`` into slots ``first…`` of ``buffers[buffer]``.
 
         Returns:
-            A future of one ``DecodeError | None`` per path (None: decoded into its slot).
+            A future of one result per path: a ``DecodeError``, or what ``load`` returned (None: decoded).
         """
 
     @abstractmethod
@@ -153,9 +165,15 @@ class DecodePool(ABC):
         self.close()
 
 
-def _decode_run(pool: DecodePool, paths: Sequence[Path], buffer: int, first: int) -> list[DecodeError | None]:
+def file_slots(buffer: np.ndarray, slot: int, span: int) -> np.ndarray:
+    """A file's part of a batch buffer: the slot itself, or ``span`` slots from it."""
+    return buffer[slot] if span == 1 else buffer[slot:slot + span]
+
+
+def _decode_run(pool: DecodePool, paths: Sequence[Path], buffer: int, first: int) -> list[Any]:
     out = pool.buffers[buffer]
-    return [pool.load(p, pool.spec, out[first + i], pool.max_pixels) for i, p in enumerate(paths)]
+    return [pool.load(p, pool.spec, file_slots(out, first + i * pool.span, pool.span), pool.max_pixels)
+            for i, p in enumerate(paths)]
 
 
 def _lower_this_thread() -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .decode import DecodeError, Status
-from .decode_pool import DecodePool, LoadFn, lower_priority
+from .decode_pool import DecodePool, LoadFn, file_slots, lower_priority
 from .errors import DfxError
 from .spec import PreprocessSpec
 
@@ -55,7 +55,7 @@ _TICK = 0.25  # seconds between hang checks while nothing else happens
 
 
 def _worker_main(conn: Connection, shm_name: str, shape: tuple[int, ...], slot: int, spec: PreprocessSpec,
-                 max_pixels: int, load: LoadFn) -> None:
+                 max_pixels: int, load: LoadFn, span: int) -> None:
     """A worker's life: map the buffers, then decode runs of files until told to stop or the parent is gone."""
     # Ctrl-C and SIGTERM reach the whole process group; they are the parent's to handle (it stops the workers).
     # A worker dying of them first would turn good files into error rows.
@@ -64,7 +64,7 @@ def _worker_main(conn: Connection, shm_name: str, shape: tuple[int, ...], slot: 
     lower_priority()
     shm = shared_memory.SharedMemory(name=shm_name)  # mapped for the worker's life; unlinking is the parent's job
     buffers, counters = _views(shm, shape, 0)
-    _serve(conn, buffers, counters[slot], spec, max_pixels, load)
+    _serve(conn, buffers, counters[slot], spec, max_pixels, load, span)
 
 
 def _counters_offset(shape: tuple[int, ...]) -> int:
@@ -81,7 +81,7 @@ def _views(shm: shared_memory.SharedMemory, shape: tuple[int, ...], workers: int
 
 
 def _serve(conn: Connection, buffers: np.ndarray, counter: np.ndarray, spec: PreprocessSpec, max_pixels: int,
-           load: LoadFn) -> None:
+           load: LoadFn, span: int) -> None:
     conn.send(_READY)
     try:
         while (task := conn.recv()) is not None:
@@ -89,9 +89,11 @@ def _serve(conn: Connection, buffers: np.ndarray, counter: np.ndarray, spec: Pre
             results = []
             for slot, path in items:
                 counter[0] += 1  # started: the parent tells from the counters which file a dead worker was on
-                err = load(path, spec, buffers[buffer, slot], max_pixels)
+                result = load(path, spec, file_slots(buffers[buffer], slot, span), max_pixels)
                 counter[1] += 1  # finished
-                results.append(None if err is None else (err.status, err.message))
+                # A DecodeError does not pickle (its fields are not its args): send its fields.
+                results.append(("error", result.status, result.message) if isinstance(result, DecodeError)
+                               else ("ok", result))
             conn.send(results)  # one message per run, not per file: the parent's GIL is the scan's too
     except (EOFError, OSError):  # the parent is gone
         pass
@@ -105,7 +107,7 @@ class _Run:
     buffer: int
     first: int
     paths: list[Path]
-    errors: list[DecodeError | None] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)  # per file: a DecodeError, or what the load returned
     pending: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -210,7 +212,8 @@ class ProcessDecodePool(DecodePool):
     def _spawn(self, slot: int) -> _Worker:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_worker_main, name="dfx-decode", daemon=True,
-                                 args=(child, self._shm.name, self.shape, slot, self.spec, self.max_pixels, self.load))
+                                 args=(child, self._shm.name, self.shape, slot, self.spec, self.max_pixels, self.load,
+                                       self.span))
         proc.start()
         child.close()
         return _Worker(proc, parent, slot)
@@ -252,7 +255,7 @@ class ProcessDecodePool(DecodePool):
                 w.base = int(self._counters[w.slot, 0])
                 w.seen, w.since = int(self._counters[w.slot].sum()), time.monotonic()
                 try:
-                    w.conn.send((run.buffer, [(run.first + i, run.paths[i]) for i in run.pending]))
+                    w.conn.send((run.buffer, [(run.first + i * self.span, run.paths[i]) for i in run.pending]))
                 except OSError:  # died since its last message: the sentinel reports it; the run waits for another
                     self._queue.appendleft(run)
                     continue
@@ -269,8 +272,8 @@ class ProcessDecodePool(DecodePool):
                         self._ready.set()
                     continue
                 run = w.run
-                for i, err in zip(w.sent, msg):
-                    run.errors[i] = None if err is None else DecodeError(*err)
+                for i, result in zip(w.sent, msg):
+                    run.errors[i] = DecodeError(*result[1:]) if result[0] == "error" else result[1]
                 w.run, self._failures = None, 0
                 run.future.set_result(run.errors)
         except (EOFError, OSError):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["PreprocessSpec", "preprocess", "RESIZE_MODES", "INTERPOLATIONS"]
+__all__ = ["PreprocessSpec", "FaceCrop", "preprocess", "RESIZE_MODES", "INTERPOLATIONS", "FACE_SOURCES"]
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -26,6 +26,59 @@ INTERPOLATIONS = {
 RESIZE_MODES = ("squash", "center_crop")
 CHANNEL_ORDERS = ("RGB", "BGR")
 MAX_INPUT_SIDE = 4096  # far above any detector's input; a larger "size" in an artifact is damage, not a model
+FACE_SOURCES = ("precropped", "detected")
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """How a detected face becomes the image the model sees: part of the spec, so training and deployment crop alike.
+
+    The crop is a square of ``scale`` × the detected box's longer side, centred ``shift`` box sides below the box's
+    centre, moved inside the image where it reaches past an edge; :func:`dfx.engine.face_crop.crop_face` cuts it,
+    then :func:`preprocess` resizes it as usual.
+
+    Attributes:
+        detector: registered face detector (:data:`dfx.engine.face_detect.FACE_DETECTORS`).
+        scale: crop side ÷ detected box side (1.0 is the box itself).
+        shift: vertical offset of the crop's centre from the box's, in box sides (positive: down).
+        min_face: smallest face side looked for, in pixels of the image.
+        max_faces: the most faces scored per image (the most confident); more are counted, not scored.
+        source: ``precropped`` (trained on crops, framing measured from them) or ``detected`` (trained on crops
+            this detector cut).
+    """
+
+    detector: str = "mtcnn"
+    scale: float = 1.3
+    shift: float = 0.0
+    min_face: int = 40
+    max_faces: int = 4
+    source: str = "detected"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scale, (int, float)) or not 0.5 <= self.scale <= 4.0:
+            raise ValueError(f"face crop scale must be between 0.5 and 4, got {self.scale!r}")
+        if not isinstance(self.shift, (int, float)) or not -1.0 <= self.shift <= 1.0:
+            raise ValueError(f"face crop shift must be between -1 and 1, got {self.shift!r}")
+        for name, lo, hi in (("min_face", 12, MAX_INPUT_SIDE), ("max_faces", 1, 64)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+                raise ValueError(f"face crop {name} must be an integer between {lo} and {hi}, got {v!r}")
+        if self.source not in FACE_SOURCES:
+            raise ValueError(f"face crop source must be one of {', '.join(FACE_SOURCES)}, got {self.source!r}")
+        if not isinstance(self.detector, str):
+            raise ValueError(f"face detector must be a name, got {self.detector!r}")
+        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "shift", float(self.shift))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FaceCrop:
+        """Inverse of ``dataclasses.asdict``; unknown keys are an error so a newer artifact is not misread."""
+        if not isinstance(d, dict):
+            raise ValueError(f"faces must be an object, got {d!r}")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown face crop fields {sorted(unknown)}")
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -42,6 +95,7 @@ class PreprocessSpec:
         scale: multiplier applied to uint8 pixel values first (1/255 maps to [0, 1]).
         channel_order: ``RGB`` or ``BGR``.
         crop_pct: fraction of the resized image kept by ``center_crop``.
+        faces: how faces are found and cropped before resizing (None: the model sees whole images).
     """
 
     input_size: tuple[int, int] = (256, 256)
@@ -52,6 +106,7 @@ class PreprocessSpec:
     scale: float = 1.0 / 255.0
     channel_order: str = "RGB"
     crop_pct: float = 1.0
+    faces: FaceCrop | None = None
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -76,6 +131,8 @@ class PreprocessSpec:
             raise ValueError(f"scale must be a positive number, got {self.scale!r}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.faces is not None and not isinstance(self.faces, FaceCrop):
+            object.__setattr__(self, "faces", FaceCrop.from_dict(self.faces))
         # Normalise JSON lists back to tuples so specs compare equal after a round trip.
         object.__setattr__(self, "input_size", (int(h), int(w)))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
@@ -98,6 +155,8 @@ class PreprocessSpec:
         d["input_size"] = list(self.input_size)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if self.faces is None:
+            del d["faces"]  # absent, not null: a record without faces stays readable by a dfx that predates them
         return d
 
     @classmethod
@@ -110,6 +169,10 @@ class PreprocessSpec:
         if "input_size" in d and isinstance(d["input_size"], list):
             d = {**d, "input_size": [int(v) if isinstance(v, float) and v.is_integer() else v for v in d["input_size"]]}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    def with_faces(self, faces: FaceCrop | None) -> PreprocessSpec:
+        """Returns a copy with another face crop (``None``: whole images)."""
+        return dataclasses.replace(self, faces=faces)
 
 
 def _resize(img: Image.Image, spec: PreprocessSpec) -> Image.Image:

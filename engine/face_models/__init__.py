@@ -1,0 +1,1 @@
+"""The bundled face detector's ONNX files (see LICENSE.md)."""
