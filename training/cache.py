@@ -23,11 +23,12 @@ import numpy as np
 from PIL import Image
 
 from dfx.engine.artifact import atomic_write_text
-from dfx.engine.decode import DecodeError, load_image
+from dfx.engine.decode import DecodeError
 from dfx.engine.errors import DfxError
 from dfx.engine.progress import progress_bar
 from dfx.engine.spec import INTERPOLATIONS, PreprocessSpec
 
+from .faces import load_training_image
 from .options import CACHE_MODES, CROP_MIN_AREA
 
 __all__ = ["ImageCache", "CACHE_MODES", "decode_once", "cache_side"]
@@ -68,8 +69,9 @@ class ImageCache:
             self.array = np.memmap(self.path, np.uint8, "r", shape=self.shape)
 
 
-def _key(paths: list[str], side: tuple[int, int], interpolation: str) -> str:
-    h = hashlib.sha1(json.dumps([list(side), interpolation]).encode())
+def _key(paths: list[str], side: tuple[int, int], interpolation: str, faces: Any = None) -> str:
+    # faces: a cache of face crops is not one of whole images
+    h = hashlib.sha1(json.dumps([list(side), interpolation, None if faces is None else repr(faces)]).encode())
     for p in paths:
         st = os.stat(p)
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
@@ -100,7 +102,7 @@ def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
     nbytes = int(np.prod(shape))
     if mode == "auto":
         mode = "ram" if nbytes <= _available_memory() // 2 else "disk"
-    key = _key(paths, side, spec.interpolation)
+    key = _key(paths, side, spec.interpolation, spec.faces)
     file, meta = folder / f"decoded-{key}.u8", folder / f"decoded-{key}.json"
     if mode == "disk" and file.is_file() and meta.is_file():
         errors = {int(i): DecodeError(*e) for i, e in json.loads(meta.read_text())["errors"].items()}
@@ -116,7 +118,7 @@ def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
 
     def fill(i: int) -> DecodeError | None:
         try:
-            img = load_image(paths[i], target_size=side)
+            img = load_training_image(paths[i], spec)
         except DecodeError as e:
             return e
         array[i] = np.asarray(img.resize((side[1], side[0]), resample))

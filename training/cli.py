@@ -7,7 +7,7 @@ import click
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
-from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES
+from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, TRAIN_FACE_MODES
 
 __all__ = ["main"]
 
@@ -57,6 +57,10 @@ Examples:
 @click.option("--cache", type=click.Choice(CACHE_MODES), default="none", show_default=True,
               help="Decode the training images once into RAM (ram), a memory-mapped file in the run folder (disk) "
                    "or whichever fits (auto: RAM when it fits half the free memory); none decodes every epoch.")
+@click.option("--faces", type=click.Choice(TRAIN_FACE_MODES), default="off", show_default=True,
+              help="precropped: the folders hold face crops; their framing is measured and recorded so dfx-infer "
+                   "crops photos alike. detect: crop every image to its face with dfx-infer's detector first. "
+                   "off: whole images.")
 @common_options
 @run_cli
 def main(model: str, data: tuple[str, ...], resume: bool, overwrite: bool, augment: str, verbose: int, quiet: bool,

@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from dfx.engine.artifact import atomic_write_text
-from dfx.engine.decode import DecodeError, load_image
+from dfx.engine.decode import DecodeError
 from dfx.engine.errors import DfxError
 from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, child_dir, labelled_images, source_name
 from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec, preprocess
+
+from .faces import load_training_image
 
 __all__ = ["Sample", "DataSplits", "load_splits", "check_images", "FaceDataset"]
 
@@ -129,7 +131,7 @@ def check_images(samples: list[Sample], spec: PreprocessSpec, threads: int = 8,
     """
     def probe(s: Sample) -> str | None:
         try:
-            load_image(s.path, target_size=spec.input_size)
+            load_training_image(s.path, spec)
             return None
         except DecodeError as e:
             return e.status
@@ -172,7 +174,7 @@ class FaceDataset(torch.utils.data.Dataset):
             img = self.cache.image(self.rows[i])
         else:
             try:
-                img = load_image(s.path, target_size=self.spec.input_size)
+                img = load_training_image(s.path, self.spec)
             except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
                 raise DfxError(f"{s.path}: {e}") from e
         if self.augment is not None:

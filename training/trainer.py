@@ -27,6 +27,7 @@ from dfx.engine.spec import PreprocessSpec
 
 from .augment import Augment
 from .cache import ImageCache, decode_once
+from .faces import TRAIN_FACE_MODES, face_spec
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .data import DataSplits, FaceDataset, Sample, check_images, class_weights, load_split, load_splits, save_split
 from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES
@@ -73,6 +74,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     ema_decay: float = 0.998
     cache: str = "none"  # opt-in until its effect on accuracy is measured (see README, "Decode once")
+    faces: str = "off"  # off | precropped | detect (training/faces.py)
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's defaults filled in and the name made canonical."""
@@ -89,6 +91,8 @@ class TrainConfig:
             raise DfxError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got {d.balance!r}")
         if d.epochs is None:
             d.epochs = DEFAULT_EPOCHS
+        if d.faces not in TRAIN_FACE_MODES:
+            raise DfxError(f"--faces must be one of {', '.join(TRAIN_FACE_MODES)}, got {d.faces!r}")
         _check_ranges(d)
         return d
 
@@ -321,6 +325,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     if cfg.init_from and fresh:
         _init_weights(model, cfg)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.faces != "off":  # before the data check: with --faces detect, a photo without a face is dropped there
+        paths = [s.path for s in load_splits([Path(d) for d in cfg.data], cfg.val_fraction, cfg.seed,
+                                             stored=load_split(out / "split.json")).train]
+        spec = face_spec(cfg.faces, spec, paths, cfg.seed)
     splits, cache, rows = _prepare_data(cfg, out, spec)
     log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
              len(splits.train), len(splits.val), device)
