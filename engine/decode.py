@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
+__all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "is_video_path", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
            "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")  # recognised to say they are not supported
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")  # scored by their faces (dfx.engine.video)
 # 100 megapixels: far above any face photo, far below what exhausts memory when a bomb is decoded.
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -151,3 +151,8 @@ def load_image(
 def is_image_path(path: Path) -> bool:
     """True when the file name has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video_path(path: Path) -> bool:
+    """True when the file name has one of :data:`VIDEO_EXTENSIONS` (case-insensitive)."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS

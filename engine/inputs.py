@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .decode import is_image_path
+from .decode import is_image_path, is_video_path
 from .errors import DfxError
 
 __all__ = ["path_key", "source_name", "iter_inputs", "list_images", "child_dir", "find_class_dirs", "labelled_images",
@@ -23,7 +23,7 @@ def path_key(path: str | os.PathLike) -> str:
     return os.path.realpath(path)
 
 
-def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]]) -> Iterator[Path]:
+def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]], videos: bool) -> Iterator[Path]:
     try:
         st = folder.stat()
     except OSError:  # e.g. a path longer than PATH_MAX: a row that says so, not silence
@@ -47,16 +47,16 @@ def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]]) -> Ite
             is_dir = False
         if is_dir:
             if recursive:
-                yield from _walk(path, recursive, seen_dirs)
-        elif is_image_path(path):
+                yield from _walk(path, recursive, seen_dirs, videos)
+        elif is_image_path(path) or (videos and is_video_path(path)):
             yield path  # broken symlinks included: they get an 'unreadable' row rather than vanishing
 
 
-def iter_inputs(paths: Iterable[str | Path], recursive: bool = False) -> Iterator[Path]:
-    """Image files to score, yielded lazily and in a stable order, each once.
+def iter_inputs(paths: Iterable[str | Path], recursive: bool = False, videos: bool = False) -> Iterator[Path]:
+    """Image files (and video files, when ``videos``) to score, yielded lazily and in a stable order, each once.
 
     Files named explicitly are always yielded (whatever their extension); folders contribute files with an
-    image extension, descending into subfolders when ``recursive``.
+    image extension (or a video one), descending into subfolders when ``recursive``.
 
     Raises:
         DfxError: when a named path does not exist.
@@ -65,16 +65,16 @@ def iter_inputs(paths: Iterable[str | Path], recursive: bool = False) -> Iterato
     for p in paths:  # checked now, not on first iteration, so a typo fails before any output is written
         if not p.exists() and not p.is_symlink():
             raise DfxError(f"{p}: no such file or folder")
-    return _iter(paths, recursive)
+    return _iter(paths, recursive, videos)
 
 
-def _iter(paths: list[Path], recursive: bool) -> Iterator[Path]:
+def _iter(paths: list[Path], recursive: bool, videos: bool) -> Iterator[Path]:
     seen_dirs: set[tuple[int, int]] = set()
     # One folder never yields a file twice (seen_dirs stops re-walks); only several inputs can overlap, so the
     # per-file set — the one thing that grows with the collection — is kept only then.
     seen_files: set[str] | None = set() if len(paths) > 1 else None
     for p in paths:
-        for f in _walk(p, recursive, seen_dirs) if p.is_dir() else iter([p]):
+        for f in _walk(p, recursive, seen_dirs, videos) if p.is_dir() else iter([p]):
             if seen_files is not None:
                 key = path_key(f)
                 if key in seen_files:

@@ -20,6 +20,7 @@ from pathlib import Path
 from .artifact import ModelInfo, atomic_write_text
 from .decode import VIDEO_EXTENSIONS, is_image_path
 from .errors import DfxError
+from .spec import FaceCrop
 
 __all__ = ["OutputRecord", "record_path", "claim_output", "check_output_path", "output_lock"]
 
@@ -35,18 +36,21 @@ class OutputRecord:
         model_id: sha256 of the artifact's dfx record (spec, threshold, metrics, training provenance).
         threshold: the P(fake) threshold the label column uses.
         artifact: the file that was run (for messages; not compared).
+        faces: the run's face crop (``off``: whole images); records written before faces existed have none.
     """
 
     model: str
     model_id: str
     threshold: float
     artifact: str
+    faces: str = "off"
 
     @classmethod
-    def for_run(cls, info: ModelInfo, threshold: float, artifact: str | Path) -> OutputRecord:
-        """The record of a scan of ``info``'s model labelling at ``threshold``."""
+    def for_run(cls, info: ModelInfo, threshold: float, artifact: str | Path,
+                faces: FaceCrop | None = None) -> OutputRecord:
+        """The record of a scan of ``info``'s model labelling at ``threshold``, cropping ``faces``."""
         model_id = hashlib.sha256(info.to_json().encode()).hexdigest()
-        return cls(info.arch, model_id, float(threshold), str(artifact))
+        return cls(info.arch, model_id, float(threshold), str(artifact), "off" if faces is None else repr(faces))
 
 
 def record_path(output: str | Path) -> Path:
@@ -79,6 +83,9 @@ def claim_output(output: str | Path, record: OutputRecord, appending: bool) -> N
                 raise DfxError(f"{output} was labelled at threshold {old.threshold}, this run uses "
                                f"{record.threshold}; resume with --threshold {old.threshold}, or write to a new "
                                f"--output")
+            if old.faces != record.faces:
+                raise DfxError(f"{output} was written with faces {old.faces}, this run uses {record.faces}; resume "
+                               f"with the same --faces, or write to a new --output")
             return
     atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")
 

@@ -23,7 +23,7 @@ from .decode import DEFAULT_MAX_PIXELS, DecodeError, Status
 from .decode_pool import LoadFn, decode_into, default_workers, open_decode_pool
 from .face_frontend import FacesFound, resolve_faces
 
-__all__ = ["Row", "score_files", "result_row", "face_rows", "DEPTH"]
+__all__ = ["Row", "score_files", "result_row", "face_rows", "infer_rows", "DEPTH"]
 
 DEPTH = 3  # batches decoded ahead of inference by default
 
@@ -110,7 +110,7 @@ def score_files(
             results = [r for f in futures for r in f.result()]
             filled = [i * span + j for i, r in enumerate(results) if not isinstance(r, DecodeError)
                       for j in range(len(r.faces) if isinstance(r, FacesFound) else 1)]
-            logits = _run(backend, pool.buffers[buf], filled, len(chunk) * span) if filled else np.zeros(0)
+            logits = infer_rows(backend, pool.buffers[buf], filled, len(chunk) * span) if filled else np.zeros(0)
             free.append(buf)
             scores = dict(zip(filled, logits))
             rows = []
@@ -160,7 +160,7 @@ def face_rows(path: str, found: FacesFound, logits: list[float], thr: float, tem
     return [*rows, Row(path, worst.score, worst.label, Status.OK, faces=found.total)]
 
 
-def _run(backend: Backend, buf: np.ndarray, ok: list[int], n: int) -> np.ndarray:
+def infer_rows(backend: Backend, buf: np.ndarray, ok: list[int], n: int) -> np.ndarray:
     """Infers the decodable rows of a batch, respecting the backend's fixed profile limits."""
     x = buf[:n] if len(ok) == n else buf[ok]  # compaction copies only when a batch had failures
     lo, hi = backend.min_batch, backend.max_batch or len(x)

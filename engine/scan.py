@@ -15,16 +15,18 @@ from pathlib import Path
 from typing import IO
 
 from .artifact import check_threshold
-from .decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Status
+from .decode import IMAGE_EXTENSIONS, Status, is_video_path
 from .decode_pool import check_buffers_fit, resolve_decode_mode
 from .default_model import default_model_path
 from .errors import DfxError
+from .face_frontend import resolve_faces
 from .inputs import iter_inputs, path_key
 from .output_record import OutputRecord, check_output_path, claim_output, output_lock
-from .pipeline import DEPTH, score_files
+from .pipeline import DEPTH, Row, score_files
 from .progress import progress_bar
 from .select import open_backend
-from .writers import already_scored, appends, format_for, open_writer
+from .video import DEFAULT_FPS, score_videos
+from .writers import FACE_FIELDS, FIELDS, already_scored, appends, format_for, open_writer
 
 __all__ = ["scan", "ScanSummary", "explain_no_images"]
 
@@ -68,6 +70,15 @@ def _unseen(files: Iterator[Path], done: set[str], summary: ScanSummary, bar) ->
             yield f
 
 
+def _images_only(files: Iterator[Path], videos: list[Path]) -> Iterator[Path]:
+    """``files`` without the videos, which are set aside in ``videos`` (scored after the images)."""
+    for f in files:
+        if is_video_path(f):
+            videos.append(f)
+        else:
+            yield f
+
+
 def _count_into(bar, inputs: Sequence[str | Path], recursive: bool) -> None:
     try:
         bar.total = sum(1 for _ in iter_inputs(inputs, recursive))
@@ -79,11 +90,11 @@ def _count_into(bar, inputs: Sequence[str | Path], recursive: bool) -> None:
 def explain_no_images(inputs: Sequence[str | Path], recursive: bool) -> str:
     """Why ``inputs`` hold no image to score, and what to do about it."""
     folders = [Path(p) for p in inputs if Path(p).is_dir()]
-    videos = [f for d in folders for f in (d.rglob("*") if recursive else d.iterdir())
-              if f.suffix.lower() in VIDEO_EXTENSIONS]
+    videos = [f for d in folders for f in (d.rglob("*") if recursive else d.iterdir()) if is_video_path(f)]
     if videos:
         return (f"no images to score in {', '.join(map(str, inputs))}: found {len(videos)} video file(s) "
-                f"(e.g. {videos[0]}); videos are not supported yet — extract frames as images first")
+                f"(e.g. {videos[0]}); videos are scored by their faces, which this run does not look for: use "
+                f"--faces on (or auto with a model that crops faces)")
     if not recursive and any(any(iter_inputs([d], recursive=True)) for d in folders):
         return (f"no images directly in {', '.join(map(str, folders))}, but its subfolders have some; add "
                 f"--recursive to search them")
@@ -107,8 +118,12 @@ def scan(
     decode: str = "auto",
     fp16: bool = True,
     overwrite: bool = False,
+    faces: str = "auto",
+    fps: float = DEFAULT_FPS,
+    per_frame: bool = False,
 ) -> ScanSummary:
-    """Scores every image under ``inputs`` and writes one row per file.
+    """Scores every image (and, when faces are cropped, every video) under ``inputs`` and writes one row per file
+    (after a row per face when faces are cropped).
 
     Args:
         inputs: files and folders.
@@ -126,6 +141,10 @@ def scan(
         decode: decode workers: ``auto``, ``threads`` or ``processes``.
         fp16: on a GPU, run ``NAME.fp16.onnx`` when it lies beside the ``NAME.onnx`` given.
         overwrite: replace an existing, non-empty ``output`` (otherwise refused unless ``resume``).
+        faces: ``auto`` (the artifact's setting), ``on`` or ``off``: find faces, crop them as the model was
+            trained, and score each (see :mod:`dfx.engine.face_frontend`).
+        fps: video frames sampled per second (faces on).
+        per_frame: also write a row per face per sampled video frame.
     """
     if threshold is not None:
         try:
@@ -138,17 +157,22 @@ def scan(
         if not resume and not overwrite and os.path.isfile(output) and os.path.getsize(output) > 0:
             raise DfxError(f"{output} already holds results; continue it with --resume, or replace it with "
                            f"--overwrite")
-    files = iter_inputs(inputs, recursive)
+    if not 0 < fps <= 60:
+        raise DfxError(f"--fps must be above 0 and at most 60, got {fps}")
+    artifact = engine or default_model_path()
+    be = open_backend(artifact, backend, fp16=fp16)
+    spec = resolve_faces(faces, be.info.spec)
+    files = iter_inputs(inputs, recursive, videos=spec.faces is not None)
     first = next(files, None)
     if first is None:  # stop before anything is written, and say why
         raise DfxError(explain_no_images(inputs, recursive))
     files = itertools.chain([first], files)
-    artifact = engine or default_model_path()
-    be = open_backend(artifact, backend, fp16=fp16)
     decode = resolve_decode_mode(decode)
     check_buffers_fit(DEPTH + 1, min(batch_size, be.max_batch or batch_size), be.info.spec)  # before any output
-    summary = ScanSummary(backend=f"{be.name} ({be.device}), {decode} decoding",
+    summary = ScanSummary(backend=f"{be.name} ({be.device}), {decode} decoding"
+                          + (f", faces by {spec.faces.detector}" if spec.faces else ""),
                           model=f"{be.info.arch} from {be.path.name}")
+    fields = FACE_FIELDS if spec.faces is not None else FIELDS
     with contextlib.ExitStack() as stack:
         if output is not None:
             stack.enter_context(output_lock(output))
@@ -158,19 +182,32 @@ def scan(
                 threading.Thread(target=_count_into, args=(bar, inputs, recursive), daemon=True).start()
             else:
                 _count_into(bar, inputs, recursive)
-        done = already_scored(Path(output), fmt) if resume and output else set()
+        if output is not None:  # another model's, threshold's or face crop's rows: refused before reading them
+            record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact,
+                                          spec.faces)
+            claim_output(output, record, appending=appends(output, resume))
+        done = already_scored(Path(output), fmt, fields) if resume and output else set()
         if done:
             files = _unseen(files, done, summary, bar)
         append = appends(output, resume)
-        if output is not None:
-            record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact)
-            claim_output(output, record, appending=append)
-        writer = open_writer(output, fmt, append=append, stdout=stdout)
+        writer = open_writer(output, fmt, append=append, stdout=stdout, fields=fields)
+        videos: list[Path] = []
         t0 = time.perf_counter()
         try:
             with be:
-                for i, row in enumerate(score_files(be, files, batch_size, threads, threshold, decode=decode)):
+                images = _images_only(files, videos)
+                rows = score_files(be, images, batch_size, threads, threshold, decode=decode, faces=faces)
+                # Videos after the images: their frames decode in order, not in the pool. Only a video named
+                # explicitly reaches here with faces off; it gets a row saying why it was not scored.
+                rows = itertools.chain(rows, score_videos(be, spec, videos, be.info.threshold if threshold is None
+                                                          else threshold, fps, per_frame) if spec.faces else
+                                       (Row(str(v), None, None, Status.NOT_IMAGE, "a video: videos are scored by "
+                                            "their faces, and this run does not look for faces (--faces on)")
+                                        for v in videos))
+                for i, row in enumerate(rows):
                     writer.write(row)
+                    if row.face is not None or row.frame is not None:
+                        continue  # a face's row: the file's own row follows
                     if row.status == Status.OK:
                         summary.scored += 1
                         summary.fake += row.label == "fake"

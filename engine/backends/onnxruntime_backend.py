@@ -132,7 +132,7 @@ class _OnnxRuntimeBackend(Backend):
 
     def prepare(self, batch_size: int) -> int:
         if self.plan_once:
-            self.min_batch = batch_size  # _run pads short and compacted batches up to it: one shape per run
+            self.min_batch = batch_size  # infer_rows pads short and compacted batches up to it: one shape per run
             if batch_size not in self._warm:
                 h, w = self.info.spec.input_size
                 self.infer(np.zeros((batch_size, 3, h, w), np.float32))

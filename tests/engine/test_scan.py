@@ -244,8 +244,8 @@ def test_no_images_exits_1_and_says_why(tmp_path, bad_corpus):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "clip.mp4").write_bytes(b"\x00" * 64)
-    r = _run(videos, "-o", tmp_path / "out.csv")
-    assert r.exit_code == 1 and "videos are not supported yet" in r.output
+    r = _run(videos, "-o", tmp_path / "out.csv", "--faces", "off")
+    assert r.exit_code == 1 and "videos are scored by their faces" in r.output and "--faces on" in r.output
     assert not (tmp_path / "out.csv").exists()  # stopped before writing anything
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -36,7 +36,7 @@ def test_a_disk_cache_is_reused_until_its_files_change(bad_corpus, tmp_path, mon
     def no_decoding(*a, **k):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(C, "load_image", no_decoding)
+    monkeypatch.setattr(C, "load_training_image", no_decoding)
     again, errors = C.decode_once(paths, SPEC, "disk", tmp_path)
     assert again.path == first.path and list(errors) == [1]
     st = os.stat(paths[0])

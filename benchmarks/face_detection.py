@@ -1,0 +1,204 @@
+"""Face front-end benchmark: detection recall, false detections, score consistency and the cost of detection.
+
+Real uncropped photos are not in ``../shared``, so the scenes are built: face crops from the shared validation
+sets pasted into larger generated scenes (textured backgrounds with shapes, gradients and noise, plus non-face
+patches cut from the crops' own corners) at random positions and sizes, one to three faces per scene; as many
+scenes have no face at all. Measured, with the model's own face crop (the artifact's ``faces``):
+
+- recall: pasted faces of at least ``--min-side`` px that the detector finds (a box whose centre lies inside the
+  pasted crop and whose side is 0.3–1.1 of it);
+- false detections: face-free scenes with any detection;
+- consistency: |score of the face found in the scene − score of its own crop| ≤ 0.05;
+- cost: CPU ``score_files`` throughput on the validation files with ``--faces on`` ÷ ``--faces off``, same run.
+
+Run from the repository root::
+
+    python -m dfx.benchmarks.face_detection --data ../shared/data --out benchmarks/results/faces-cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from dfx.engine.default_model import default_model_path
+from dfx.engine.face_crop import crop_face
+from dfx.engine.face_detect import get_detector
+from dfx.engine.inputs import list_images
+from dfx.engine.pipeline import score_files
+from dfx.engine.select import open_backend
+from dfx.engine.spec import FaceCrop, preprocess
+
+__all__ = ["make_scene", "measure_faces"]
+
+SOURCES = ("mesonet-deepfake", "stylegan2-ffhq", "ciplab-photoshop")
+
+
+def _background(rng: np.random.Generator, w: int, h: int, patches: list[Image.Image]) -> Image.Image:
+    """A face-free scene: a colour gradient, low-frequency noise, random shapes and non-face patches."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([rng.uniform(40, 200) + rng.uniform(-60, 60) * (xx / w) + rng.uniform(-60, 60) * (yy / h)
+                     for _ in range(3)], -1)
+    coarse = rng.normal(0, 25, (max(2, h // 32), max(2, w // 32), 3)).astype(np.float32)
+    base += np.asarray(Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((w, h))) - 128.0
+    img = Image.fromarray(np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(3, 12))):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = x0 + int(rng.integers(10, w // 3)), y0 + int(rng.integers(10, h // 3))
+        fill = tuple(int(v) for v in rng.integers(0, 255, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+    for _ in range(int(rng.integers(0, 4))):  # corners of face crops: hair, collars, studio backdrops
+        p = patches[int(rng.integers(len(patches)))]
+        side = p.size[0] // 4
+        tile = p.crop((0, 0, side, side)).resize((int(rng.integers(40, 200)),) * 2)
+        img.paste(tile, (int(rng.integers(0, w - tile.size[0])), int(rng.integers(0, h - tile.size[1]))))
+    return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.5))))
+
+
+def make_scene(rng: np.random.Generator, crops: list[Image.Image], patches: list[Image.Image], n_faces: int,
+               min_side: int = 64) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """A generated scene with ``n_faces`` of ``crops`` pasted without overlap; returns it and their boxes."""
+    w, h = int(rng.integers(640, 1601)), int(rng.integers(480, 1201))
+    img = _background(rng, w, h, patches)
+    boxes: list[tuple[int, int, int, int]] = []
+    for crop in crops[:n_faces]:
+        for _ in range(50):
+            s = int(rng.integers(min_side, min(320, w // 2, h // 2)))
+            x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+            if all(x + s <= a or a + (c - a) <= x or y + s <= b or d <= y for a, b, c, d in boxes):
+                img.paste(crop.resize((s, s), Image.Resampling.BICUBIC), (x, y))
+                boxes.append((x, y, x + s, y + s))
+                break
+    return img, boxes
+
+
+def _matches(face, box: tuple[int, int, int, int]) -> bool:
+    x0, y0, x1, y1 = box
+    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    return x0 <= cx <= x1 and y0 <= cy <= y1 and 0.3 <= face.side / (x1 - x0) <= 1.1
+
+
+def _score(be, img: Image.Image, spec) -> float:
+    x = preprocess(img, spec)[None]
+    z = float(be.infer(x)[0]) / be.info.temperature
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int, crop: FaceCrop | None,
+                  cost_files: int) -> dict:
+    """Runs the four measurements (see the module docstring) and returns them as a dict."""
+    rng = np.random.default_rng(seed)
+    be = open_backend(model, "onnxruntime-cpu")
+    be.activate()
+    spec = be.info.spec.with_faces(crop or be.info.spec.faces or FaceCrop())
+    detector = get_detector(spec.faces.detector, min_face=spec.faces.min_face)
+    files = {s: list_images(data / s / "validate") for s in SOURCES if (data / s / "validate").is_dir()}
+    per_source: dict[str, dict] = {}
+    false_scenes = empty_scenes = 0
+    t_detect = n_detect = 0.0
+    for source, paths in files.items():
+        found = total = consistent = compared = 0
+        for _ in range(scenes):
+            picks = [Image.open(paths[int(rng.integers(len(paths)))]).convert("RGB") for _ in range(3)]
+            n = int(rng.integers(1, 4))
+            scene, boxes = make_scene(rng, picks, picks, n, min_side)
+            t0 = time.perf_counter()
+            faces = detector.detect(np.asarray(scene))
+            t_detect, n_detect = t_detect + time.perf_counter() - t0, n_detect + 1
+            for crop_img, box in zip(picks, boxes):
+                total += 1
+                hit = [f for f in faces if _matches(f, box)]
+                if not hit:
+                    continue
+                found += 1
+                s_scene = _score(be, crop_face(scene, hit[0], spec.faces), spec)
+                s_crop = _score(be, crop_img, spec)
+                compared += 1
+                consistent += abs(s_scene - s_crop) <= 0.05
+            empty, _ = make_scene(rng, [], picks, 0, min_side)
+            empty_scenes += 1
+            false_scenes += bool(detector.detect(np.asarray(empty)))
+        per_source[source] = {"faces": total, "found": found, "recall": found / max(total, 1),
+                              "consistent": consistent / max(compared, 1)}
+    cost = _cost(be, [p for ps in files.values() for p in ps][:cost_files])
+    be.close()
+    faces_all = sum(r["faces"] for r in per_source.values())
+    return {
+        "machine": f"{platform.node()} ({platform.processor() or platform.machine()}), CPU",
+        "model": str(model.name), "crop": spec.faces.__dict__, "scenes_per_source": scenes, "min_side": min_side,
+        "seed": seed, "per_source": per_source,
+        "recall": sum(r["found"] for r in per_source.values()) / max(faces_all, 1),
+        "consistent": sum(r["consistent"] * r["found"] for r in per_source.values())
+        / max(sum(r["found"] for r in per_source.values()), 1),
+        "false_detection_rate": false_scenes / max(empty_scenes, 1), "empty_scenes": empty_scenes,
+        "detect_ms_per_scene": 1000 * t_detect / max(n_detect, 1), **cost,
+    }
+
+
+def _cost(be, paths: list[Path]) -> dict:
+    """CPU throughput of score_files with faces off and on, interleaved over three rounds (best of each)."""
+    best = {"off": 0.0, "on": 0.0}
+    for _ in range(3):
+        for mode in ("off", "on"):
+            t0 = time.perf_counter()
+            n = sum(1 for r in score_files(be, paths, 32, faces=mode) if r.face is None)
+            best[mode] = max(best[mode], n / (time.perf_counter() - t0))
+    return {"cost_files": len(paths), "img_per_s_faces_off": best["off"], "img_per_s_faces_on": best["on"],
+            "faces_on_over_off": best["on"] / best["off"]}
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"# Face front-end — {r['machine']}", "",
+             f"Model `{r['model']}`, crop {r['crop']}; {r['scenes_per_source']} scenes per source with 1–3 pasted "
+             f"faces of ≥ {r['min_side']} px, as many face-free scenes; seed {r['seed']}. "
+             f"Command: `python -m dfx.benchmarks.face_detection`.", "",
+             "| source | pasted faces | recall | score within 0.05 of its crop |", "|---|---|---|---|"]
+    for s, v in r["per_source"].items():
+        lines.append(f"| {s} | {v['faces']} | {v['recall']:.3f} | {v['consistent']:.3f} |")
+    lines += [f"| **all** | {sum(v['faces'] for v in r['per_source'].values())} | **{r['recall']:.3f}** | "
+              f"**{r['consistent']:.3f}** |", "",
+              f"- False detections: {r['false_detection_rate']:.3f} of {r['empty_scenes']} face-free scenes.",
+              f"- Detection: {r['detect_ms_per_scene']:.1f} ms per scene (640–1600 px wide), one thread.",
+              f"- Cost on {r['cost_files']} validation files (score_files, batch 32, best of 3 interleaved rounds): "
+              f"{r['img_per_s_faces_off']:.0f} img/s with faces off, {r['img_per_s_faces_on']:.0f} with faces on: "
+              f"**{r['faces_on_over_off']:.2f}×**.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--model", type=Path, default=None, help="an .onnx artifact (default: the bundled model)")
+    ap.add_argument("--scenes", type=int, default=100, help="scenes with faces per source (as many without)")
+    ap.add_argument("--min-side", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scale", type=float, default=None, help="override the artifact's crop scale")
+    ap.add_argument("--shift", type=float, default=None, help="override the artifact's crop shift")
+    ap.add_argument("--cost-files", type=int, default=600)
+    ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
+    a = ap.parse_args()
+    model = a.model or default_model_path()
+    crop = None
+    if a.scale is not None or a.shift is not None:
+        from dfx.engine.artifact import read_onnx_info
+
+        base = read_onnx_info(model).spec.faces or FaceCrop()
+        crop = FaceCrop(**{**base.__dict__, **{k: v for k, v in (("scale", a.scale), ("shift", a.shift))
+                                                if v is not None}})
+    r = measure_faces(a.data, model, a.scenes, a.seed, a.min_side, crop, a.cost_files)
+    print(_markdown(r))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.with_suffix(".json").write_text(json.dumps(r, indent=2))
+        a.out.with_suffix(".md").write_text(_markdown(r))
+
+
+if __name__ == "__main__":
+    main()
