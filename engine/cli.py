@@ -10,8 +10,8 @@ import click
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging, threshold_option
 
 from .decode_pool import DECODE_MODES, MAX_WORKERS, PROCESS_MIN_CPUS, default_workers
-from .select import BACKEND_CHOICES
 from .face_frontend import FACE_MODES
+from .select import BACKEND_CHOICES
 from .video import DEFAULT_FPS
 from .writers import FACE_FIELDS, FIELDS, FORMATS
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "is_video_path", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
-           "DEFAULT_MAX_PIXELS"]
+__all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "is_video_path", "IMAGE_EXTENSIONS",
+           "VIDEO_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")  # scored by their faces (dfx.engine.video)

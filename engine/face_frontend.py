@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from .decode import DecodeError, Status
+from .errors import DfxError
 from .face_crop import crop_face
 from .face_detect import Face, get_detector
-from .errors import DfxError
 from .spec import FaceCrop, PreprocessSpec, preprocess
 
 __all__ = ["FacesFound", "image_into", "faces_into", "resolve_faces", "FACE_MODES"]

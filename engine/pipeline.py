@@ -87,7 +87,8 @@ def score_files(
         max_pixels: larger images get status ``too_large``.
         decode: ``auto``, ``threads`` or ``processes`` (see :mod:`dfx.engine.decode_pool`).
         load: the per-file decode function (tests inject failures through it).
-        faces: ``auto`` (the artifact's setting), ``on`` or ``off`` (see :func:`dfx.engine.face_frontend.resolve_faces`).
+        faces: ``auto`` (the artifact's setting), ``on`` or ``off``
+            (see :func:`dfx.engine.face_frontend.resolve_faces`).
     """
     spec = resolve_faces(faces, backend.info.spec)
     thr = backend.info.threshold if threshold is None else threshold

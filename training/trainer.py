@@ -27,9 +27,9 @@ from dfx.engine.spec import PreprocessSpec
 
 from .augment import Augment
 from .cache import ImageCache, decode_once
-from .faces import TRAIN_FACE_MODES, face_spec
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .data import DataSplits, FaceDataset, Sample, check_images, class_weights, load_split, load_splits, save_split
+from .faces import TRAIN_FACE_MODES, face_spec
 from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES
 from .registry import create_model, get_entry
 from .report import plot_curves, write_model_card
