@@ -52,7 +52,7 @@ class FaceDetector(ABC):
         min_face: smallest face side, in pixels of the image, the detector looks for.
     """
 
-    def __init__(self, min_face: int = 40):
+    def __init__(self, min_face: int = 48):
         self.min_face = min_face
 
     @abstractmethod

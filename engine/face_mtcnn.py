@@ -24,6 +24,8 @@ MODEL_DIR = Path(__file__).resolve().parent / "face_models"
 # 0.9 instead of 0.7 keeps false detections on face-free scenes under 2 % (benchmarks/face_detection.py).
 THRESHOLDS = (0.6, 0.7, 0.9)
 _FACTOR = 0.709  # pyramid step: each scale is 0.709× the previous (area halves every two steps)
+# Overlap (IoU) above which a lower-scored box is suppressed: P-Net within a scale, P-Net across scales, R-Net.
+NMS = (0.5, 0.6, 0.4)
 
 
 def _session(name: str):
@@ -82,15 +84,25 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return out
 
 
-def _crops(image: Image.Image, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """The in-image part of each box, resized to ``side``² (boxes with no area inside are dropped)."""
-    w, h = image.size
+def _crops(levels: list[Image.Image], boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The in-image part of each box, resized to ``side``² (boxes with no area inside are dropped).
+
+    ``levels`` is the image at full size then ever smaller (the P-Net pyramid); each box is cut from the smallest
+    level on which it still spans ``side`` pixels, so a resize never reads more than about twice the pixels it
+    writes (cutting every box from the full image cost more than the networks).
+    """
+    w, h = levels[0].size
     keep, out = [], []
     for i, (x0, y0, x1, y1) in enumerate(np.trunc(boxes[:, :4]).astype(np.int64)):
         x0, y0, x1, y1 = max(x0, 1) - 1, max(y0, 1) - 1, min(x1, w), min(y1, h)
-        if x1 > x0 and y1 > y0:
-            keep.append(i)
-            out.append(np.asarray(image.crop((x0, y0, x1, y1)).resize((side, side), Image.Resampling.BOX)))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        span = max(x1 - x0, y1 - y0)
+        level = next((lv for lv in reversed(levels) if span * lv.size[0] / w >= side), levels[0])
+        fx, fy = level.size[0] / w, level.size[1] / h
+        keep.append(i)
+        out.append(np.asarray(level.resize((side, side), Image.Resampling.BOX,
+                                           box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy))))
     return np.asarray(keep, np.int64), (np.stack(out) if out else np.zeros((0, side, side, 3), np.uint8))
 
 
@@ -103,7 +115,7 @@ class MtcnnDetector(FaceDetector):
         thresholds: face-probability thresholds of P-Net, R-Net and O-Net.
     """
 
-    def __init__(self, min_face: int = 40, max_side: int = 1024, thresholds: tuple[float, ...] = THRESHOLDS):
+    def __init__(self, min_face: int = 48, max_side: int = 1024, thresholds: tuple[float, ...] = THRESHOLDS):
         super().__init__(min_face)
         self.max_side, self.thresholds = max_side, tuple(thresholds)
         self.pnet, self.rnet, self.onet = (_session(n) for n in ("pnet", "rnet", "onet"))
@@ -121,22 +133,22 @@ class MtcnnDetector(FaceDetector):
 
     def _stages(self, img: Image.Image, min_face: float) -> tuple[np.ndarray, np.ndarray]:
         none = (np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32))
-        boxes = self._propose(img, max(min_face, 12.0))
+        boxes, levels = self._propose(img, max(min_face, 12.0))
         if not len(boxes):
             return none
         # R-Net: rescore 24×24 crops of the squared proposals.
         boxes = _square(boxes)
-        keep, crops = _crops(img, boxes, 24)
+        keep, crops = _crops(levels, boxes, 24)
         if not len(keep):
             return none
         prob, reg = self.rnet.run(None, {"image": _normalise(crops)})
         ok = prob > self.thresholds[1]
         boxes, reg = boxes[keep][ok], reg[ok]
         boxes[:, 4] = prob[ok]
-        pick = _nms(boxes, boxes[:, 4], 0.7)
+        pick = _nms(boxes, boxes[:, 4], NMS[2])
         boxes = _square(_regress(boxes[pick], reg[pick]))
         # O-Net: final score, offsets and landmarks on 48×48 crops.
-        keep, crops = _crops(img, boxes, 48)
+        keep, crops = _crops(levels, boxes, 48)
         if not len(keep):
             return none
         prob, reg, marks = self.onet.run(None, {"image": _normalise(crops)})
@@ -150,27 +162,32 @@ class MtcnnDetector(FaceDetector):
         pick = _nms(boxes, boxes[:, 4], 0.7, "min")
         return boxes[pick], points[pick]
 
-    def _propose(self, img: Image.Image, min_face: float) -> np.ndarray:
-        """P-Net over the pyramid: rows of (x0, y0, x1, y1, score) after per-scale and global suppression."""
+    def _propose(self, img: Image.Image, min_face: float) -> tuple[np.ndarray, list[Image.Image]]:
+        """P-Net over the pyramid: rows of (x0, y0, x1, y1, score) after per-scale and global suppression, and the
+        pyramid's levels (the image first) for cutting the later stages' crops."""
         w, h = img.size
         scale = 12.0 / min_face
-        found = []
+        found, levels = [], [img]
         while min(w, h) * scale >= 12:
             sw, sh = int(w * scale + 1), int(h * scale + 1)
-            prob, reg = self.pnet.run(None, {"image": _normalise(np.asarray(img.resize((sw, sh),
-                                                                                       Image.Resampling.BOX)))})
+            # Each level from the one before (when smaller): reading the full image for every level cost more.
+            src = levels[-1] if levels[-1].size[0] >= sw and levels[-1].size[1] >= sh else img
+            level = src.resize((sw, sh), Image.Resampling.BOX)
+            if sw <= w and sh <= h:
+                levels.append(level)
+            prob, reg = self.pnet.run(None, {"image": _normalise(np.asarray(level))})
             ys, xs = np.nonzero(prob[0] >= self.thresholds[0])
             if len(ys):
                 cells = np.stack([xs, ys], 1).astype(np.float32)
                 q0, q1 = np.floor((2 * cells + 1) / scale), np.floor((2 * cells + 12) / scale)
                 rows = np.hstack([q0, q1, prob[0, ys, xs][:, None], reg[0][:, ys, xs].T])
-                found.append(rows[_nms(rows, rows[:, 4], 0.5)])
+                found.append(rows[_nms(rows, rows[:, 4], NMS[0])])
             scale *= _FACTOR
         if not found:
-            return np.zeros((0, 5), np.float32)
+            return np.zeros((0, 5), np.float32), levels
         rows = np.concatenate(found)
-        rows = rows[_nms(rows, rows[:, 4], 0.7)]
+        rows = rows[_nms(rows, rows[:, 4], NMS[1])]
         w_, h_ = rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1]
         boxes = rows[:, :5].copy()
         boxes[:, 0:4] += rows[:, 5:9] * np.stack([w_, h_, w_, h_], 1)
-        return boxes
+        return boxes, levels

@@ -50,7 +50,7 @@ class FaceCrop:
     detector: str = "mtcnn"
     scale: float = 1.3
     shift: float = 0.0
-    min_face: int = 40
+    min_face: int = 48
     max_faces: int = 4
     source: str = "detected"
 

@@ -242,8 +242,9 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> tuple[Da
         rows = [i for i in range(len(splits.train)) if i not in errors]
         splits.train = [splits.train[i] for i in rows]
     splits.val, bad_val = check_images(splits.val, spec, desc="decoding validation images")
-    for status, paths in {**bad_train, **bad_val}.items():
-        splits.skipped.setdefault(status, []).extend(paths)
+    for bad in (bad_train, bad_val):  # one status may occur in both splits: both lists count
+        for status, paths in bad.items():
+            splits.skipped.setdefault(status, []).extend(paths)
     if splits.skipped:
         detail = ", ".join(f"{len(v)} {k}" for k, v in splits.skipped.items())
         first = next(iter(splits.skipped.values()))[0]

@@ -1,0 +1,108 @@
+"""Videos: sampled frames through the face front-end, one row per video, error rows for bad videos."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dfx.engine import face_detect, video
+from dfx.engine.scan import scan
+from dfx.engine.spec import FaceCrop
+from tests.conftest import make_image
+from tests.engine.test_faces import with_faces
+
+av = pytest.importorskip("av", reason="the video extra (PyAV) is not installed")
+
+
+@pytest.fixture(autouse=True)
+def marker_detector(monkeypatch):
+    monkeypatch.setitem(face_detect.FACE_DETECTORS, "marker", "tests.engine._marker_detector:MarkerDetector")
+
+
+@pytest.fixture
+def face_model(tiny_onnx, tmp_path):
+    return with_faces(tiny_onnx, FaceCrop(detector="marker", scale=1.0, min_face=12), tmp_path / "faces.onnx")
+
+
+def write_video(path: Path, frames: int, rate: int = 10, face: bool = True) -> Path:
+    """A clip of ``frames`` frames at ``rate`` fps; when ``face``, a red-framed toy face moves across it."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as c:
+        st = c.add_stream("mpeg4", rate=rate)
+        st.width, st.height, st.pix_fmt = 160, 128, "yuv420p"
+        for i in range(frames):
+            img = make_image(0, rng, 160).crop((0, 0, 160, 128))
+            if face:
+                x = 10 + 4 * i
+                img.paste((255, 0, 0), (x, 30, x + 48, 78))
+                img.paste(make_image(1, rng, 32), (x + 8, 38))  # a thick frame stays one red ring once coded
+            for packet in st.encode(av.VideoFrame.from_image(img)):
+                c.mux(packet)
+        for packet in st.encode():
+            c.mux(packet)
+    return path
+
+
+def test_aggregate_is_the_mean_of_the_top_quartile():
+    assert video.aggregate([0.1]) == 0.1
+    assert video.aggregate([0.9, 0.1, 0.2, 0.3]) == 0.9  # ⌈4/4⌉ = 1 score
+    assert video.aggregate([0.1] * 6 + [0.8, 0.6]) == pytest.approx(0.7)  # ⌈8/4⌉ = 2 scores
+
+
+def test_a_video_gets_one_row_with_its_frames_and_faces(face_model, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", frames=30, rate=10)  # 3 s
+    out = tmp_path / "v.csv"
+    s = scan([clip], engine=face_model, backend="onnxruntime-cpu", output=str(out), progress=False, fps=2,
+             per_frame=True)
+    rows = list(csv.DictReader(out.open()))
+    frame_rows, own = rows[:-1], rows[-1]
+    assert own["face"] == "" and own["frame"] == "" and own["status"] == "ok" and s.scored == 1
+    assert int(own["frames"]) == 6 and int(own["faces"]) == 6  # 2 per second over 3 s, one face each
+    assert [int(r["frame"]) for r in frame_rows] == [0, 5, 10, 15, 20, 25]
+    scores = [float(r["score"]) for r in frame_rows]
+    assert float(own["score"]) == pytest.approx(video.aggregate(scores), abs=1e-6)
+    assert math.ceil(len(scores) / 4) == 2
+
+
+def test_videos_without_faces_unreadable_ones_and_faces_off_each_get_a_row(face_model, tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    write_video(folder / "empty.mp4", frames=10, face=False)
+    (folder / "garbage.mov").write_bytes(b"\x00not a video" * 50)
+    Image.new("RGB", (40, 40)).save(folder / "photo.png")
+    out = tmp_path / "v.jsonl"
+    s = scan([folder], engine=face_model, backend="onnxruntime-cpu", output=str(out), progress=False)
+    import json
+
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["empty.mp4"]["status"] == "no_face" and rows["empty.mp4"]["frames"] == 1  # 1 s at 1 fps
+    assert rows["garbage.mov"]["status"] == "decode_error"
+    assert rows["photo.png"]["status"] == "no_face"
+    assert s.failed == 3
+    # Faces off: a video named explicitly is not silently dropped.
+    r = scan([folder / "empty.mp4"], engine=face_model, backend="onnxruntime-cpu", progress=False, faces="off",
+             stdout=__import__("io").StringIO())
+    assert r.errors["not_an_image"] == 1
+
+
+def test_without_pyav_each_video_says_how_to_get_it(face_model, tmp_path, monkeypatch):
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    monkeypatch.setattr(video, "video_reader_available", lambda: False)
+    import io
+
+    buf = io.StringIO()
+    s = scan([clip], engine=face_model, backend="onnxruntime-cpu", fmt="csv", stdout=buf, progress=False)
+    assert s.errors["decode_error"] == 1 and "pip install 'dfx[video]'" in buf.getvalue()
+
+
+def test_fps_out_of_range_is_refused(face_model, tmp_path):
+    from dfx.engine.errors import DfxError
+
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    with pytest.raises(DfxError, match="--fps"):
+        scan([clip], engine=face_model, fps=0)
