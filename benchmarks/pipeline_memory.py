@@ -29,7 +29,7 @@ _CHILD = """
 import json, resource, sys
 from dfx.engine.scan import scan
 if __name__ == "__main__":
-    s = scan([sys.argv[1]], output=sys.argv[2], recursive=True, progress=False, decode=sys.argv[3])
+    s = scan([sys.argv[1]], output=sys.argv[2], recursive=True, progress=False, decode=sys.argv[3], faces="off")
     print(json.dumps({"rows": s.scored + s.failed, "seconds": s.seconds,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

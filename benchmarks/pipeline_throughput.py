@@ -7,7 +7,11 @@ Measured in one run on the same files, per model:
 - end to end: :func:`dfx.engine.scan.scan` — what ``dfx-infer FILES -o scores.csv`` does, with ``--backend`` and
   ``--decode``;
 - first batch: seconds from a loaded model to its first scored batch (warm-up, workers' start, one batch);
-- the ratio e2e ÷ min(model-only, best decode-only): how close end to end comes to its slower stage.
+- the ratio e2e ÷ min(model-only, best decode-only): how close end to end comes to its slower stage;
+- end to end with faces on (``--faces on``: detect, crop and score each face; the artifact's crop, else the
+  default one) and its ratio to faces off, in the same round.
+
+Every other figure scores whole images (``--faces off``), whatever the artifact's record says.
 
 Throughput does not depend on the weights, so models without a trained ONNX under ``--weights`` are exported
 with random weights at their default input size (and to FP16 as well when the backend is a GPU one). Run from
@@ -92,7 +96,7 @@ def _upscaled(files: list[Path], size: int, folder: Path) -> list[Path]:
 
 def _decode_rate(info, files: list[Path], batch_size: int, workers: int, mode: str) -> float:
     t0 = time.perf_counter()
-    n = sum(1 for _ in score_files(_Instant(info), files, batch_size, workers, decode=mode))
+    n = sum(1 for _ in score_files(_Instant(info), files, batch_size, workers, decode=mode, faces="off"))
     return n / (time.perf_counter() - t0)
 
 
@@ -101,7 +105,7 @@ def _first_batch_s(onnx: Path, files: list[Path], backend: str, batch_size: int,
     """Seconds from a loaded model (a fresh session) to its first scored batch."""
     with open_backend(onnx, backend, fp16=fp16) as be:
         t0 = time.perf_counter()
-        rows = score_files(be, files[: batch_size * 2], batch_size, workers, decode=decode)
+        rows = score_files(be, files[: batch_size * 2], batch_size, workers, decode=decode, faces="off")
         next(rows)
         elapsed = time.perf_counter() - t0
         rows.close()
@@ -145,9 +149,12 @@ def measure_pipeline(onnx: Path, files: list[Path], batch_size: int, threads: in
                     r[f"decode_{mode}"] = _decode_rate(info, files, batch_size, threads, mode)
                     if large:
                         r[f"decode_{mode}_large"] = _decode_rate(info, large, batch_size, threads, mode)
-                s = scan(files, engine=onnx, backend=backend, output=f"{tmp}/scores{i}.csv", batch_size=batch_size,
-                         threads=threads, progress=False, decode=decode, fp16=fp16)
-                r["end_to_end"] = (s.scored + s.failed) / s.seconds
+                for faces in ("off", "on"):
+                    s = scan(files, engine=onnx, backend=backend, output=f"{tmp}/scores{i}{faces}.csv",
+                             batch_size=batch_size, threads=threads, progress=False, decode=decode, fp16=fp16,
+                             faces=faces)
+                    r["end_to_end" if faces == "off" else "end_to_end_faces"] = (s.scored + s.failed) / s.seconds
+                r["faces_vs_off"] = r["end_to_end_faces"] / r["end_to_end"]
                 r["decode_only"] = max(r["decode_threads"], r["decode_processes"])
                 r["e2e_vs_model"] = r["end_to_end"] / r["model_only"]
                 r["e2e_vs_decode"] = r["end_to_end"] / r["decode_only"]
@@ -157,7 +164,7 @@ def measure_pipeline(onnx: Path, files: list[Path], batch_size: int, threads: in
                 r["e2e_vs_shared_cpu_limit"] = r["end_to_end"] * (1.0 / r["model_only"] + 1.0 / r["decode_only"])
                 per_round.append(r)
     out = {k: float(np.median([r[k] for r in per_round])) for k in per_round[0]}
-    for k in ("e2e_vs_model", "e2e_vs_decode", "e2e_vs_slower_stage", "e2e_vs_shared_cpu_limit"):
+    for k in ("e2e_vs_model", "e2e_vs_decode", "e2e_vs_slower_stage", "e2e_vs_shared_cpu_limit", "faces_vs_off"):
         out[f"{k}_range"] = [min(r[k] for r in per_round), max(r[k] for r in per_round)]
     out["shared_cpu_limit"] = 1.0 / (1.0 / out["model_only"] + 1.0 / out["decode_only"])
     out |= {"first_batch_s": first, "artifact": ran, "backend": device, "decode": decode, "rounds": per_round}
@@ -175,8 +182,9 @@ def _markdown(result: dict) -> str:
                "within each round; lowest–highest in brackets).", ""]
     large = " | decode threads / processes, large img/s" if s["large"] else ""
     lines += [f"| model (file run) | backend | model-only img/s | decode threads / processes img/s{large} "
-              "| e2e img/s | e2e ÷ min(model, decode) | first batch s | shared-CPU limit img/s (e2e ÷ it) |",
-              "|" + "---|" * (9 if s["large"] else 8)]
+              "| e2e img/s | e2e ÷ min(model, decode) | first batch s | shared-CPU limit img/s (e2e ÷ it) "
+              "| e2e faces on img/s (÷ off) |",
+              "|" + "---|" * (10 if s["large"] else 9)]
 
     def ratio(r: dict, k: str) -> str:
         lo, hi = r[f"{k}_range"]
@@ -187,7 +195,8 @@ def _markdown(result: dict) -> str:
         lines.append(f"| {m} ({r['artifact']}) | {r['backend']} | {r['model_only']:.1f} | "
                      f"{r['decode_threads']:.0f} / {r['decode_processes']:.0f}{big} | {r['end_to_end']:.1f} | "
                      f"{ratio(r, 'e2e_vs_slower_stage')} | {r['first_batch_s']:.2f} | {r['shared_cpu_limit']:.1f} "
-                     f"({ratio(r, 'e2e_vs_shared_cpu_limit')}) |")
+                     f"({ratio(r, 'e2e_vs_shared_cpu_limit')}) | {r['end_to_end_faces']:.1f} "
+                     f"({ratio(r, 'faces_vs_off')}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +234,8 @@ def main() -> None:
             print(f"{model} ({r['artifact']} on {r['backend']}): model-only {r['model_only']:.1f}, decode-only "
                   f"threads {r['decode_threads']:.0f} / processes {r['decode_processes']:.0f}, end-to-end "
                   f"{r['end_to_end']:.1f} img/s (x{r['e2e_vs_slower_stage']:.2f} of the slower stage); first batch "
-                  f"{r['first_batch_s']:.2f} s", flush=True)
+                  f"{r['first_batch_s']:.2f} s; faces on {r['end_to_end_faces']:.1f} img/s "
+                  f"(x{r['faces_vs_off']:.2f})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     args.out.with_suffix(".md").write_text(_markdown(result))

@@ -19,6 +19,8 @@ def test_rounds_are_interleaved_and_ratios_taken_within_each(tiny_onnx, tmp_path
         assert one["e2e_vs_model"] == pytest.approx(one["end_to_end"] / one["model_only"])
         assert one["e2e_vs_slower_stage"] == pytest.approx(
             one["end_to_end"] / min(one["model_only"], one["decode_only"]))
+        assert one["end_to_end_faces"] > 0  # the toy images have no faces: every one a no_face row, still timed
+        assert one["faces_vs_off"] == pytest.approx(one["end_to_end_faces"] / one["end_to_end"])
     for k in ("e2e_vs_model", "e2e_vs_decode", "e2e_vs_slower_stage"):
         values = sorted(one[k] for one in r["rounds"])
         assert r[k] == pytest.approx(values[1])  # the median of three rounds
@@ -30,4 +32,4 @@ def test_rounds_are_interleaved_and_ratios_taken_within_each(tiny_onnx, tmp_path
               "settings": {"batch_size": 4, "workers": 2, "backend": "auto", "decode": "threads", "rounds": 3,
                            "large": 1024}, "models": {"meso4": r}}
     table = _markdown(result).splitlines()
-    assert table[2].count("|") == table[3].count("|") == table[4].count("|") == 10
+    assert table[2].count("|") == table[3].count("|") == table[4].count("|") == 11
