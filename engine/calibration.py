@@ -16,7 +16,7 @@ from . import metrics as M
 from .errors import DfxError
 
 __all__ = ["fit_temperature", "expected_calibration_error", "log_loss", "calibrated", "threshold_for",
-           "THRESHOLD_POLICIES"]
+           "calibration_report", "THRESHOLD_POLICIES"]
 
 THRESHOLD_POLICIES = ("eer", "fpr=<rate>", "f1")
 
@@ -103,3 +103,30 @@ def threshold_for(policy: str, labels: np.ndarray, scores: np.ndarray) -> float:
                 best, best_t = f1, float(t)
         return best_t
     raise DfxError(f"unknown threshold policy {policy!r}; valid: {', '.join(THRESHOLD_POLICIES)}")
+
+
+def calibration_report(logits: np.ndarray, labels: np.ndarray, sources: np.ndarray | None = None,
+                       policy: str = "eer") -> dict:
+    """Fits a temperature to ``logits`` (on today's scale) and reports what it changes, overall and per source.
+
+    Returns:
+        ``temperature``, ``threshold`` (``policy``'s, on the calibrated scores), ``policy``, ``n``, ECE and
+        log-loss before and after, and the same per source under ``per_source`` when ``sources`` is given.
+    """
+    raw = np.asarray(logits, np.float64).ravel()
+    y = np.asarray(labels).ravel()
+    t = fit_temperature(raw, y)  # finite by construction: a bounded search
+    cal = calibrated(raw, t)
+    report: dict = {"temperature": t, "threshold": threshold_for(policy, y, cal), "policy": policy, "n": int(y.size),
+                    "per_source": {}}
+    names = [] if sources is None else sorted(set(np.asarray(sources).tolist()))
+    for name in [None, *names]:
+        sel = np.ones(y.size, bool) if name is None else np.asarray(sources) == name
+        entry = {"n": int(sel.sum()), "ece_before": expected_calibration_error(y[sel], calibrated(raw[sel])),
+                 "ece_after": expected_calibration_error(y[sel], cal[sel]),
+                 "nll_before": log_loss(y[sel], raw[sel]), "nll_after": log_loss(y[sel], raw[sel] / t)}
+        if name is None:
+            report.update(entry)
+        else:
+            report["per_source"][name] = entry
+    return report

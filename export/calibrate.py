@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from dfx.engine.artifact import ModelInfo, atomic_write_bytes, read_onnx_info
-from dfx.engine.calibration import calibrated, expected_calibration_error, fit_temperature, log_loss, threshold_for
+from dfx.engine.calibration import calibration_report
 from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.inputs import labelled_images, source_name
 from dfx.engine.spec import preprocess
@@ -57,20 +57,8 @@ def calibrate_onnx(onnx: Path, data: list[str | Path], policy: str = "eer") -> t
     labels = np.array([items[i][1] for i in kept])
     sources = np.array([items[i][2] for i in kept])
     raw = logits.astype(np.float64) / info.temperature  # the scores it gives today
-    t = fit_temperature(raw, labels)  # finite by construction: a bounded search
-    cal = calibrated(raw, t)
-    threshold = threshold_for(policy, labels, cal)
-    report: dict[str, Any] = {"temperature": t, "threshold": threshold, "policy": policy,
-                              "data": [str(d) for d in data], "n": int(labels.size), "per_source": {}}
-    for name in [None, *sorted(set(sources))]:
-        sel = np.ones(labels.size, bool) if name is None else sources == name
-        entry = {"n": int(sel.sum()), "ece_before": expected_calibration_error(labels[sel], calibrated(raw[sel])),
-                 "ece_after": expected_calibration_error(labels[sel], cal[sel]),
-                 "nll_before": log_loss(labels[sel], raw[sel]), "nll_after": log_loss(labels[sel], raw[sel] / t)}
-        if name is None:
-            report.update(entry)
-        else:
-            report["per_source"][name] = entry
+    report = calibration_report(raw, labels, sources, policy) | {"data": [str(d) for d in data]}
+    t, threshold = report["temperature"], report["threshold"]
     new = dataclasses.replace(info, temperature=t * info.temperature, threshold=threshold,
                               extra={**info.extra, "calibration": report})
     proto = onnx_module().load(str(onnx))

@@ -7,7 +7,7 @@ import click
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
-from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, TRAIN_FACE_MODES
+from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES, TRAIN_FACE_MODES
 
 __all__ = ["main"]
 
@@ -43,7 +43,8 @@ Examples:
 @click.option("--freeze-epochs", type=int, default=0, show_default=True, help="Train only the head first.")
 @click.option("--patience", type=int, default=5, show_default=True, help="Early-stop after N epochs w/o AUC gain.")
 @click.option("--balance", type=click.Choice(BALANCE_MODES), default="loss", show_default=True,
-              help="Class-imbalance handling.")
+              help="Class-imbalance handling: loss weights, a class-balanced sampler, or (source) equal draws per "
+                   "data set and class.")
 @click.option("--augment", default=",".join(AUGMENTATIONS), show_default=True,
               help=f"Comma-separated subset of: {', '.join(AUGMENTATIONS)} ('none' for none).")
 @click.option("--val-fraction", type=float, default=0.15, show_default=True,
@@ -57,6 +58,16 @@ Examples:
 @click.option("--cache", type=click.Choice(CACHE_MODES), default="none", show_default=True,
               help="Decode the training images once into RAM (ram), a memory-mapped file in the run folder (disk) "
                    "or whichever fits (auto: RAM when it fits half the free memory); none decodes every epoch.")
+@click.option("--sbi", type=float, default=0.0, show_default=True,
+              help="Self-blended pseudo-fakes (Shiohara & Yamasaki, CVPR 2022) per real image and epoch, added to the "
+                   "fake class: the published lever for unseen face swaps. 0 = off, at most 1.")
+@click.option("--select", type=click.Choice(SELECT_MODES), default="auc", show_default=True,
+              help="Keep the epoch with the best pooled validation AUC, or with the best worst-source AUC.")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Fit a temperature on the validation split at the end; the artifacts' scores become "
+                   "calibrated probabilities (ECE before/after in the model card).")
+@click.option("--threshold-policy", default="eer", show_default=True,
+              help="The label threshold: eer, fpr=<rate> (e.g. fpr=0.01) or f1, on the validation scores.")
 @click.option("--faces", type=click.Choice(TRAIN_FACE_MODES), default="off", show_default=True,
               help="precropped: the folders hold face crops; their framing is measured and recorded so dfx-infer "
                    "crops photos alike. detect: crop every image to its face with dfx-infer's detector first. "

@@ -29,6 +29,7 @@ from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec, preprocess
 
 from .faces import load_training_image
+from .sbi import self_blend
 
 __all__ = ["Sample", "DataSplits", "load_splits", "check_images", "FaceDataset"]
 
@@ -154,36 +155,52 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class FaceDataset(torch.utils.data.Dataset):
-    """Decodes with the runtime's decoder, augments (training only), then applies the runtime's preprocess."""
+    """Decodes with the runtime's decoder, augments (training only), then applies the runtime's preprocess.
+
+    With ``sbi`` > 0 the data set grows by ``round(sbi × reals)`` self-blended pseudo-fakes (:mod:`.sbi`): item
+    ``len(samples) + k`` is the k-th real image blended with itself, labelled fake, drawn afresh every epoch.
+    """
 
     def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None, seed: int = 0,
-                 cache: Any = None, rows: list[int] | None = None):
+                 cache: Any = None, rows: list[int] | None = None, sbi: float = 0.0):
         self.samples = samples
         self.spec = spec
         self.augment = augment
         self.seed = seed
         self.epoch = 0  # set by the trainer before each epoch's loader is made
         self.cache, self.rows = cache, rows  # once-decoded images (training only) and each sample's row in them
+        reals = [i for i, s in enumerate(samples) if s.label == 0]
+        self.blended = reals[:round(sbi * len(reals))] if sbi > 0 else []  # the reals each pseudo-fake comes from
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.samples) + len(self.blended)
+
+    def item_samples(self) -> list[Sample]:
+        """Every item as a labelled sample (pseudo-fakes as fakes of their real's data set), for sampler weights."""
+        return self.samples + [Sample(self.samples[j].path, 1, self.samples[j].source) for j in self.blended]
+
+    def _image(self, i: int):
+        if self.cache is not None:
+            return self.cache.image(self.rows[i])
+        try:
+            return load_training_image(self.samples[i].path, self.spec)
+        except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
+            raise DfxError(f"{self.samples[i].path}: {e}") from e
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.samples[i]
-        if self.cache is not None:
-            img = self.cache.image(self.rows[i])
-        else:
-            try:
-                img = load_training_image(s.path, self.spec)
-            except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
-                raise DfxError(f"{s.path}: {e}") from e
-        if self.augment is not None:
+        blend = i >= len(self.samples)
+        j = self.blended[i - len(self.samples)] if blend else i
+        img = self._image(j)
+        if self.augment is not None or blend:
             # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker
             # drew it — so a run gives the same model whatever --workers or the machine's core count.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(sample_seed(self.seed, self.epoch, i))
-                img = self.augment(img)
-        return torch.from_numpy(preprocess(img, self.spec)), torch.tensor(float(s.label))
+                if blend:
+                    img = self_blend(img)
+                if self.augment is not None:
+                    img = self.augment(img)
+        return torch.from_numpy(preprocess(img, self.spec)), torch.tensor(float(1 if blend else self.samples[i].label))
 
 
 def save_split(path: Path, record: dict[str, Any]) -> None:
@@ -218,3 +235,14 @@ def class_weights(samples: list[Sample]) -> np.ndarray:
     labels = np.array([s.label for s in samples])
     counts = np.bincount(labels, minlength=2).astype(np.float64)
     return (1.0 / counts[labels]) * (len(labels) / 2.0)
+
+
+def source_class_weights(samples: list[Sample]) -> np.ndarray:
+    """Per-sample weights that give every (data set, class) pair the same share of the draws.
+
+    With several sources of unequal size, pooled sampling lets the largest set's artifacts dominate what the
+    model learns; equal shares make each source's real and fake count alike.
+    """
+    groups = Counter((s.source, s.label) for s in samples)
+    w = np.array([1.0 / groups[(s.source, s.label)] for s in samples])
+    return w * (len(samples) / w.sum())

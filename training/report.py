@@ -65,13 +65,24 @@ def write_model_card(out: Path, cfg: Any, spec: Any, best_epoch: int, best: dict
     if data.get("skipped"):
         lines += ["", "Unreadable files skipped: " + ", ".join(f"{n} {k}" for k, n in data["skipped"].items()) + "."]
     per_source = best.get("per_source", {})
-    lines += ["", "## Validation", "",
-              f"Best epoch: {best_epoch} (selected on validation AUC); threshold {best['threshold']:.4f} "
-              f"(the validation equal-error point).", "",
-              "| validation set | images | AUC | AP | ACC | EER | TPR at 1 % FPR |", "|---|---|---|---|---|---|---|"]
+    cal = best.get("calibration")
+    chosen = ("the worst data set's validation AUC" if best.get("selected_on", {}).get("select") == "worst-source"
+              else "validation AUC")
+    threshold = (f"threshold {cal['threshold']:.4f} on calibrated scores ({cal['policy']} policy)" if cal else
+                 f"threshold {best['threshold']:.4f} (the validation equal-error point)")
+    lines += ["", "## Validation", "", f"Best epoch: {best_epoch} (selected on {chosen}); {threshold}.", "",
+              "| validation set | images | AUC | AP | ACC | EER | TPR at 1 % FPR | ECE before → after calibration |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, m in [("all", best), *per_source.items()]:
+        c = cal if name == "all" else (cal or {}).get("per_source", {}).get(name)
+        ece = f"{c['ece_before']:.4f} → {c['ece_after']:.4f}" if c else "–"
         lines.append(f"| {name} | {m['n']} | {_fmt(m['auc'])} | {_fmt(m['ap'])} | {_fmt(m['acc'])} | "
-                     f"{_fmt(m['eer'])} | {_fmt(m['tpr_at_fpr_1pct'])} |")
+                     f"{_fmt(m['eer'])} | {_fmt(m['tpr_at_fpr_1pct'])} | {ece} |")
+    if cal:
+        lines += ["", f"Calibrated: scores are sigmoid(logit / {cal['temperature']:.3f}), fitted on the validation "
+                      f"split (the split that also picked the epoch, so the figures after calibration are a little "
+                      f"optimistic); log-loss {cal['nll_before']:.4f} → {cal['nll_after']:.4f}. ACC and the "
+                      f"metrics above are at the pre-calibration equal-error point."]
     lines += ["", "## Preprocessing (stored in every artifact)", "",
               f"{spec.input_size[0]}×{spec.input_size[1]}, resize `{spec.resize}` ({spec.interpolation}), "
               f"mean {list(spec.mean)}, std {list(spec.std)}, channels {spec.channel_order}.", "",

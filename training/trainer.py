@@ -28,13 +28,24 @@ from dfx.engine.spec import PreprocessSpec
 from .augment import Augment
 from .cache import ImageCache, decode_once
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
-from .data import DataSplits, FaceDataset, Sample, check_images, class_weights, load_split, load_splits, save_split
+from .data import (
+    DataSplits,
+    FaceDataset,
+    Sample,
+    check_images,
+    class_weights,
+    load_split,
+    load_splits,
+    save_split,
+    source_class_weights,
+)
 from .faces import TRAIN_FACE_MODES, face_spec
-from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES
+from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES
 from .registry import create_model, get_entry
 from .report import plot_curves, write_model_card
 
-__all__ = ["TrainConfig", "train", "evaluate", "predict", "default_out_dir", "BALANCE_MODES"]
+__all__ = ["TrainConfig", "train", "evaluate", "predict", "predict_logits", "selection_score", "default_out_dir",
+           "BALANCE_MODES"]
 
 log = logging.getLogger("dfx.training")
 DEFAULT_EPOCHS = 10
@@ -75,6 +86,10 @@ class TrainConfig:
     ema_decay: float = 0.998
     cache: str = "none"  # opt-in until its effect on accuracy is measured (see README, "Decode once")
     faces: str = "off"  # off | precropped | detect (training/faces.py)
+    sbi: float = 0.0  # self-blended pseudo-fakes per real training image and epoch (training/sbi.py); 0 = off
+    select: str = "auc"  # auc | worst-source: what picks the kept epoch
+    calibrate: bool = True  # fit a temperature on the validation split at the end (engine/calibration.py)
+    threshold_policy: str = "eer"  # eer | fpr=<rate> | f1, on the calibrated scores
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's defaults filled in and the name made canonical."""
@@ -91,6 +106,9 @@ class TrainConfig:
             raise DfxError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got {d.balance!r}")
         if d.epochs is None:
             d.epochs = DEFAULT_EPOCHS
+        if d.select not in SELECT_MODES:
+            raise DfxError(f"--select must be one of {', '.join(SELECT_MODES)}, got {d.select!r}")
+        _check_policy(d.threshold_policy)
         if d.faces not in TRAIN_FACE_MODES:
             raise DfxError(f"--faces must be one of {', '.join(TRAIN_FACE_MODES)}, got {d.faces!r}")
         _check_ranges(d)
@@ -103,7 +121,7 @@ _RANGES = {
     "weight_decay": (0, None, True, True), "warmup_epochs": (0, None, True, True),
     "grad_clip": (0, None, True, True), "freeze_epochs": (0, None, True, True), "patience": (1, None, True, True),
     "val_fraction": (0, 1, False, False), "workers": (0, 256, True, True), "ema_decay": (0, 1, True, False),
-    "max_steps_per_epoch": (1, None, True, True),
+    "max_steps_per_epoch": (1, None, True, True), "sbi": (0, 1, True, True),
 }
 
 
@@ -154,10 +172,19 @@ def _versions() -> dict[str, str]:
     return v
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, samples: list[Sample] | list[str], spec: PreprocessSpec,
-            batch_size: int = 64, device: torch.device | str = "cpu", workers: int = 0) -> np.ndarray:
-    """P(fake) for each file, decoded and preprocessed exactly as the runtime does (no augmentation)."""
+            batch_size: int = 64, device: torch.device | str = "cpu", workers: int = 0,
+            temperature: float = 1.0) -> np.ndarray:
+    """P(fake) for each file, decoded and preprocessed exactly as the runtime does (no augmentation), as
+    ``sigmoid(logit / temperature)`` like the runtime."""
+    z = predict_logits(model, samples, spec, batch_size, device, workers) / temperature
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, samples: list[Sample] | list[str], spec: PreprocessSpec,
+                   batch_size: int = 64, device: torch.device | str = "cpu", workers: int = 0) -> np.ndarray:
+    """The model's logit for each file (see :func:`predict`)."""
     device = torch.device(device)
     samples = [s if isinstance(s, Sample) else Sample(str(s), 0, "") for s in samples]
     loader = DataLoader(FaceDataset(samples, spec), batch_size=batch_size, num_workers=workers)
@@ -167,8 +194,8 @@ def predict(model: torch.nn.Module, samples: list[Sample] | list[str], spec: Pre
         x = x.to(device)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(torch.sigmoid(model(x).float()).squeeze(1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+        out.append(model(x).float().squeeze(1).cpu().numpy().astype(np.float64))
+    return np.concatenate(out) if out else np.zeros(0, np.float64)
 
 
 def evaluate(model: torch.nn.Module, samples: list[Sample], spec: PreprocessSpec, batch_size: int = 64,
@@ -183,6 +210,25 @@ def evaluate(model: torch.nn.Module, samples: list[Sample], spec: PreprocessSpec
         src = np.array([s.source for s in samples])
         result["per_source"] = {n: M.summarize(labels[src == n], scores[src == n], thr) for n in sources}
     return result
+
+
+def _check_policy(policy: str) -> None:
+    rate = policy[4:] if policy.startswith("fpr=") else None
+    try:
+        ok = policy in ("eer", "f1") or (rate is not None and 0.0 <= float(rate) < 1.0)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise DfxError(f"--threshold-policy must be eer, f1 or fpr=<rate> with a rate in [0, 1), got {policy!r}")
+
+
+def selection_score(metrics: dict[str, Any], select: str) -> float:
+    """What picks the kept epoch: the pooled validation AUC, or (``worst-source``) the lowest per-source AUC — a
+    model that fails one kind of fake is not rescued by the others."""
+    per = metrics.get("per_source") or {}
+    if select == "worst-source" and per:
+        return float(min(m["auc"] for m in per.values()))
+    return float(metrics["auc"])
 
 
 def _schedule(total_steps: int, warmup_steps: int):
@@ -343,9 +389,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     eval_model = ema.module if ema is not None else model
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment), seed=cfg.seed, cache=cache, rows=rows)
-    labels = np.array([s.label for s in splits.train])
+    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment), seed=cfg.seed, cache=cache, rows=rows,
+                           sbi=cfg.sbi)
+    items = train_ds.item_samples()  # with --sbi, the pseudo-fakes count as fakes of their real's data set
+    labels = np.array([s.label for s in items])
     n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
+    if train_ds.blended:
+        log.info("self-blended pseudo-fakes: %d per epoch (from %d real images)", len(train_ds.blended), n_real)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -381,6 +431,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         save_checkpoint(out / "best.safetensors", eval_model, info)
 
     def finish(best_epoch: int, best_metrics: dict[str, Any]) -> dict[str, Any]:
+        if cfg.calibrate:
+            best_metrics = _calibrate(out / "best.safetensors", splits.val, cfg, device)
         write_model_card(out, cfg, spec, best_epoch, best_metrics, splits.summary())
         try:
             plot_curves(out)
@@ -400,8 +452,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         n_draw = steps_per_epoch * cfg.batch_size
         train_ds.epoch = epoch
-        sampler = (WeightedRandomSampler(class_weights(splits.train), min(n_draw, len(train_ds)), generator=gen)
-                   if cfg.balance == "sampler" else RandomSampler(train_ds, generator=gen))
+        weights = {"sampler": class_weights, "source": source_class_weights}.get(cfg.balance)
+        sampler = (WeightedRandomSampler(weights(items), min(n_draw, len(train_ds)), generator=gen)
+                   if weights else RandomSampler(train_ds, generator=gen))
         loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                             drop_last=len(train_ds) > cfg.batch_size, persistent_workers=False,
                             pin_memory=device.type == "cuda")
@@ -434,8 +487,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
         ips = seen / max(time.perf_counter() - t0, 1e-9)
         m = evaluate(eval_model, splits.val, spec, cfg.batch_size, device, cfg.workers)
-        if m["auc"] > best_auc or best_auc < 0:
-            best_auc, best_epoch, bad_epochs, best_metrics = m["auc"], epoch + 1, 0, m
+        m["selected_on"] = {"select": cfg.select, "score": selection_score(m, cfg.select)}
+        # best_auc holds the selection score (the pooled AUC unless --select worst-source)
+        if m["selected_on"]["score"] > best_auc or best_auc < 0:
+            best_auc, best_epoch, bad_epochs, best_metrics = m["selected_on"]["score"], epoch + 1, 0, m
             save_best(epoch + 1, m)
         else:
             bad_epochs += 1
@@ -453,6 +508,26 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
             log.info("early stop: validation AUC has not improved for %d epochs", cfg.patience)
             break
     return finish(best_epoch, best_metrics)
+
+
+def _calibrate(path: Path, val: list[Sample], cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Fits a temperature to the kept model's validation logits and stores it, with the threshold the policy picks
+    on the calibrated scores, in the checkpoint; returns its metrics with the report under ``calibration``."""
+    from dfx.engine.calibration import calibration_report
+
+    model, info = load_checkpoint(path)
+    logits = predict_logits(model.to(device), val, info.spec, cfg.batch_size, device, cfg.workers)
+    labels = np.array([s.label for s in val])
+    report = calibration_report(logits, labels, np.array([s.source for s in val]), cfg.threshold_policy)
+    # Fitted on the split that also picked the epoch: a slightly optimistic estimate, said in the model card.
+    metrics = {**info.metrics, "calibration": report}
+    info = dataclasses.replace(info, temperature=report["temperature"], threshold=report["threshold"],
+                               metrics=metrics)
+    save_checkpoint(path, model.cpu(), info)
+    log.info("calibrated on %d validation images: temperature %.3f, threshold %.4f (%s), ECE %.4f → %.4f",
+             report["n"], report["temperature"], report["threshold"], report["policy"], report["ece_before"],
+             report["ece_after"])
+    return metrics
 
 
 def _ema(model: torch.nn.Module, decay: float):

@@ -29,12 +29,15 @@ def test_training_writes_all_outputs_and_learns(tiny_data, tmp_path):
     assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
     model, info = load_checkpoint(out / "best.safetensors")
     assert info.metrics["auc"] == max(x["val"]["auc"] for x in lines)  # best chosen on validation
-    assert info.threshold == info.metrics["eer_threshold"]
+    cal = info.metrics["calibration"]  # fitted on the validation split at the end (--calibrate, the default)
+    assert info.temperature == cal["temperature"] and info.threshold == cal["threshold"] and cal["policy"] == "eer"
+    assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(cal) and cal["nll_after"] <= cal["nll_before"]
     assert info.extra["data"]["train"]["data"] == {"real": 12, "fake": 12}
     assert result["best"]["auc"] > 0.8  # the toy classes are easy
     card = (out / "MODEL_CARD.md").read_text()
     assert f"Best epoch: {result['best_epoch']}" in card and f"threshold {info.threshold:.4f}" in card
-    assert "| data | 12 | 12 | 6 | 6 |" in card and "What it was not trained on" in card
+    assert "| data | 12 | 12 | 6 | 6 |" in card and f"{cal['ece_before']:.4f} → {cal['ece_after']:.4f}" in card
+    assert "What it was not trained on" in card
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -1,0 +1,85 @@
+"""Recipes for detectors that generalise: self-blended pseudo-fakes, balanced sources, worst-source selection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dfx.engine.errors import DfxError
+from dfx.engine.spec import PreprocessSpec
+from dfx.training import trainer as T
+from dfx.training.checkpoint import load_checkpoint
+from dfx.training.data import FaceDataset, Sample, source_class_weights
+from dfx.training.sbi import self_blend
+
+from ..conftest import make_image, write_split
+
+
+def test_a_self_blended_image_changes_the_face_and_keeps_the_corners():
+    img = make_image(0, np.random.default_rng(0), 128)
+    torch.manual_seed(3)
+    out = self_blend(img)
+    a, b = np.asarray(img, np.int16), np.asarray(out, np.int16)
+    assert out.size == img.size and out.mode == "RGB"
+    centre, corner = np.abs(a - b)[48:80, 48:80].mean(), np.abs(a - b)[:12, :12].mean()
+    assert centre > 1.0 and corner < 0.5  # blended inside the soft face mask, untouched outside it
+    torch.manual_seed(3)
+    assert np.array_equal(np.asarray(self_blend(img)), b)  # all randomness from torch's seeded RNG
+
+
+def test_sbi_items_are_fakes_made_from_reals_and_reproducible(tmp_path):
+    write_split(tmp_path, 4, np.random.default_rng(0))
+    samples = [Sample(str(p), int(p.parent.name == "fake"), "toy") for p in sorted(tmp_path.rglob("*.jpg"))]
+    ds = FaceDataset(samples, PreprocessSpec(input_size=(32, 32)), sbi=0.5, seed=1)
+    assert len(ds) == 8 + 2 and len(ds.item_samples()) == 10
+    x1, y1 = ds[9]
+    assert float(y1) == 1.0 and ds.item_samples()[9].label == 1
+    assert ds.item_samples()[9].path in {s.path for s in samples if s.label == 0}
+    assert torch.equal(ds[9][0], x1)  # (seed, epoch, index) fixes it
+    ds.epoch = 1
+    assert not torch.equal(ds[9][0], x1)  # a fresh pseudo-fake every epoch
+    plain = FaceDataset(samples, PreprocessSpec(input_size=(32, 32)))
+    assert len(plain) == 8 and torch.equal(plain[0][0], ds[0][0])  # the real images are untouched
+
+
+def test_source_weights_give_every_source_and_class_the_same_share():
+    samples = [Sample("a", 0, "big")] * 90 + [Sample("b", 1, "big")] * 30 + [Sample("c", 0, "small")] * 5 + \
+              [Sample("d", 1, "small")] * 15
+    w = source_class_weights(samples)
+    shares = {}
+    for s, wi in zip(samples, w):
+        shares[(s.source, s.label)] = shares.get((s.source, s.label), 0.0) + wi
+    assert np.allclose(list(shares.values()), w.sum() / 4)
+
+
+def test_worst_source_selection_scores_the_weakest_set():
+    m = {"auc": 0.9, "per_source": {"a": {"auc": 0.99}, "b": {"auc": 0.6}}}
+    assert T.selection_score(m, "auc") == 0.9 and T.selection_score(m, "worst-source") == 0.6
+    assert T.selection_score({"auc": 0.7}, "worst-source") == 0.7  # one source: its AUC
+
+
+def test_a_run_with_sbi_source_balance_and_worst_source_selection(tmp_path):
+    for name, seed in (("one", 0), ("two", 1)):
+        write_split(tmp_path / name / "train", 6, np.random.default_rng(seed))
+        write_split(tmp_path / name / "validate", 4, np.random.default_rng(seed + 10))
+    out = tmp_path / "run"
+    T.train(T.TrainConfig(model="meso4", data=[str(tmp_path / "one"), str(tmp_path / "two")], out=str(out),
+                          epochs=2, batch_size=8, input_size=32, workers=0, sbi=0.5, balance="source",
+                          select="worst-source", threshold_policy="fpr=0.1"))
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    _, info = load_checkpoint(out / "best.safetensors")
+    scores = [min(r["val"]["per_source"][s]["auc"] for s in ("one", "two")) for r in rows]
+    assert info.metrics["selected_on"] == {"select": "worst-source", "score": max(scores)}
+    assert info.metrics["calibration"]["policy"] == "fpr=0.1"
+    assert set(info.metrics["calibration"]["per_source"]) == {"one", "two"}
+    assert "worst data set's validation AUC" in (out / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize("bad", [{"sbi": 1.5}, {"sbi": -0.1}, {"select": "best"}, {"threshold_policy": "fpr=2"},
+                                 {"threshold_policy": "youden"}, {"balance": "class"}])
+def test_recipe_options_out_of_range_are_refused(bad, tmp_path):
+    with pytest.raises(DfxError):
+        T.TrainConfig(model="meso4", data=[str(tmp_path)], **bad).resolved()
