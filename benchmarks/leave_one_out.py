@@ -40,7 +40,8 @@ def leave_one_out(data: list[Path], model: str, epochs: int, runs: Path, **recip
         net, info = load_checkpoint(out / "best.safetensors")
         items = labelled_images(child_dir(held, VAL_NAMES) or held)
         labels = np.array([y for _, y in items])
-        scores = predict(net, [p for p, _ in items], info.spec, workers=cfg.workers or 0)
+        scores = predict(net, [p for p, _ in items], info.spec, workers=cfg.workers or 0,
+                         temperature=info.temperature)  # the artifact's threshold is on its calibrated scale
         m = M.summarize(labels, scores, info.threshold)
         rows[name] = {"trained_on": [source_name(d) for d in data if d != held], "n": m["n"], "auc": m["auc"],
                       "eer": m["eer"], "acc_at_model_threshold": m["acc"], "threshold": info.threshold,
@@ -68,12 +69,20 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (a quick, weaker run)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--sbi", type=float, default=0.0, help="self-blended pseudo-fakes per real image (dfx-train --sbi)")
+    p.add_argument("--balance", default=None, help="dfx-train --balance (loss, sampler, source, none)")
+    p.add_argument("--select", default=None, help="dfx-train --select (auc, worst-source)")
     p.add_argument("--runs", type=Path, default=Path("runs/loso"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso"))
     args = p.parse_args()
     recipe = {"workers": args.workers}
     if args.max_steps_per_epoch:
         recipe["max_steps_per_epoch"] = args.max_steps_per_epoch
+    if args.sbi:
+        recipe["sbi"] = args.sbi
+    for key in ("balance", "select"):
+        if getattr(args, key):
+            recipe[key] = getattr(args, key)
     result = leave_one_out(args.data, args.model, args.epochs, args.runs, **recipe)
     from dfx.benchmarks.bench import _environment
 
