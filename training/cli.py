@@ -28,7 +28,8 @@ Examples:
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: weights/<model>/].")
 @click.option("--epochs", type=click.IntRange(0), help="[default: 10; with --resume, the run's own]")
 @click.option("--batch-size", type=int, help="[default: per model]")
-@click.option("--lr", type=float, help="Peak learning rate [default: per model].")
+@click.option("--lr", type=float, help="Peak learning rate [default: per model; scaled by the square root of the "
+                                       "batch size ratio when --batch-size differs from the model's].")
 @click.option("--weight-decay", type=float, help="[default: per model]")
 @click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
 @click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0: off).")
@@ -68,6 +69,8 @@ Examples:
                    "calibrated probabilities (ECE before/after in the model card).")
 @click.option("--threshold-policy", default="eer", show_default=True,
               help="The label threshold: eer, fpr=<rate> (e.g. fpr=0.01) or f1, on the validation scores.")
+@click.option("--compile", "compile", is_flag=True,
+              help="torch.compile the model for the training steps (compiles for a minute or more first).")
 @click.option("--faces", type=click.Choice(TRAIN_FACE_MODES), default="off", show_default=True,
               help="precropped: the folders hold face crops; their framing is measured and recorded so dfx-infer "
                    "crops photos alike. detect: crop every image to its face with dfx-infer's detector first. "

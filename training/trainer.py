@@ -90,11 +90,18 @@ class TrainConfig:
     select: str = "auc"  # auc | worst-source: what picks the kept epoch
     calibrate: bool = True  # fit a temperature on the validation split at the end (engine/calibration.py)
     threshold_policy: str = "eer"  # eer | fpr=<rate> | f1, on the calibrated scores
+    compile: bool = False  # torch.compile the training step's model (off until measured faster: README)
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's defaults filled in and the name made canonical."""
         entry = get_entry(self.model)
         d = dataclasses.replace(self, model=entry.name)
+        if d.lr is None and d.batch_size is not None and d.batch_size != entry.train_defaults["batch_size"]:
+            # Square-root scaling, the rule for Adam-family optimisers (Malladi et al., NeurIPS 2022): the model's
+            # tuned learning rate belongs to its default batch size.
+            d.lr = entry.train_defaults["lr"] * math.sqrt(d.batch_size / entry.train_defaults["batch_size"])
+            log.info("--lr %.3g: scaled from %.3g for batch %d to batch %d (square-root rule)", d.lr,
+                     entry.train_defaults["lr"], entry.train_defaults["batch_size"], d.batch_size)
         for key in ("batch_size", "lr", "weight_decay"):
             if getattr(d, key) is None:
                 setattr(d, key, entry.train_defaults[key])
@@ -404,8 +411,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, int(steps_per_epoch * cfg.warmup_epochs)))
     pos_weight = torch.tensor(n_real / n_fake if cfg.balance == "loss" else 1.0, device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    use_amp, amp_dtype = _mixed_precision(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)  # bf16 needs none
+    # The compiled module shares the model's parameters; state dicts and the EMA keep using ``model``.
+    step_model = torch.compile(model) if cfg.compile else model
 
     start, best_auc, best_epoch, bad_epochs = 0, -1.0, 0, 0
     best_metrics: dict[str, Any] = {}
@@ -470,8 +479,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss = loss_fn(model(x).squeeze(1).float(), y)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = loss_fn(step_model(x).squeeze(1).float(), y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -528,6 +537,14 @@ def _calibrate(path: Path, val: list[Sample], cfg: TrainConfig, device: torch.de
              report["n"], report["temperature"], report["threshold"], report["policy"], report["ece_before"],
              report["ece_after"])
     return metrics
+
+
+def _mixed_precision(device: torch.device) -> tuple[bool, torch.dtype]:
+    """(autocast on, its dtype): bf16 where the GPU supports it (no loss scaling, no overflow), fp16 with a
+    gradient scaler on older GPUs, full precision on the CPU."""
+    if device.type != "cuda":
+        return False, torch.float32
+    return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _ema(model: torch.nn.Module, decay: float):

@@ -83,3 +83,50 @@ def test_a_run_with_sbi_source_balance_and_worst_source_selection(tmp_path):
 def test_recipe_options_out_of_range_are_refused(bad, tmp_path):
     with pytest.raises(DfxError):
         T.TrainConfig(model="meso4", data=[str(tmp_path)], **bad).resolved()
+
+
+def test_learning_rate_follows_the_batch_size_by_the_square_root_rule():
+    from dfx.training import get_entry
+
+    d = get_entry("meso4").train_defaults
+    scaled = T.TrainConfig(model="meso4", data=["x"], batch_size=d["batch_size"] * 4).resolved()
+    assert scaled.lr == pytest.approx(d["lr"] * 2)
+    assert T.TrainConfig(model="meso4", data=["x"]).resolved().lr == d["lr"]
+    assert T.TrainConfig(model="meso4", data=["x"], batch_size=128, lr=0.5).resolved().lr == 0.5  # asked: kept
+
+
+def _compiled_run(tmp_path):
+    write_split(tmp_path / "train", 4, np.random.default_rng(0))
+    write_split(tmp_path / "validate", 2, np.random.default_rng(1))
+    out = tmp_path / "run"
+    T.train(T.TrainConfig(model="meso4", data=[str(tmp_path)], out=str(out), epochs=1, batch_size=4, input_size=32,
+                          workers=0, compile=True, ema_decay=0))
+    return out
+
+
+def test_compile_runs_the_steps_through_the_compiled_module(tmp_path, monkeypatch):
+    calls = []
+
+    class Compiled(torch.nn.Module):  # stands in for torch.compile's wrapper, which shares the parameters
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self.model(x)
+
+    monkeypatch.setattr(torch, "compile", Compiled)
+    _compiled_run(tmp_path)
+    assert calls and calls[0] == 4
+
+
+@pytest.mark.slow  # compiling takes a minute on two cores
+def test_compiled_training_steps_update_the_model_that_is_saved(tmp_path):
+    out = _compiled_run(tmp_path)
+    trained, _ = load_checkpoint(out / "best.safetensors")
+    from dfx.training import create_model, get_entry
+
+    torch.manual_seed(0)
+    fresh, _ = create_model("meso4", get_entry("meso4").default_spec.with_size(32))
+    assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), fresh.state_dict().values()))
