@@ -35,7 +35,7 @@ from .spec import PreprocessSpec
 
 __all__ = ["DecodePool", "ThreadDecodePool", "DECODE_POOLS", "DECODE_MODES", "PROCESS_MIN_CPUS", "MAX_WORKERS",
            "decode_into", "default_workers", "usable_cpus", "resolve_decode_mode", "open_decode_pool", "LoadFn",
-           "check_buffers_fit", "file_slots"]
+           "check_buffers_fit", "file_slots", "FACE_DECODE_SIDE"]
 
 log = logging.getLogger("dfx.engine")
 
@@ -49,6 +49,7 @@ DECODE_MODES = ("auto", *DECODE_POOLS)
 # from 4 CPUs on the GIL caps threads while processes keep scaling.
 PROCESS_MIN_CPUS = 4
 MAX_WORKERS = 256  # more decode workers than this only contend (and thousands of processes would swamp a machine)
+FACE_DECODE_SIDE = 2048  # with faces, JPEGs decode at the largest 1/2^k scale that keeps both sides at least this
 
 # The per-file work: decode ``path`` and preprocess it into ``out``; an error instead of raising. ``out`` is one slot
 # (3, H, W), or the file's ``span`` slots (span, 3, H, W) when the spec crops faces. On success a load returns None,
@@ -59,11 +60,12 @@ LoadFn = Callable[[Path, PreprocessSpec, np.ndarray, int], Any]
 def decode_into(path: Path, spec: PreprocessSpec, out: np.ndarray, max_pixels: int) -> DecodeError | FacesFound | None:
     """Decodes ``path`` and preprocesses it (or its faces) into ``out``; returns the error instead of raising it.
 
-    Whole images decode at a reduced JPEG scale when the file is large; for face crops the full resolution is kept,
-    since a face is a small part of a photo.
+    Whole images decode at a reduced JPEG scale when the file is large. For face crops a photo keeps at least
+    :data:`FACE_DECODE_SIDE` pixels a side (a face is a small part of a photo and its crop needs the pixels), so
+    only very large JPEGs are reduced, which bounds a worker's memory.
     """
     try:
-        target = None if spec.faces is not None else spec.input_size
+        target = spec.input_size if spec.faces is None else (FACE_DECODE_SIDE, FACE_DECODE_SIDE)
         return image_into(load_image(path, target_size=target, max_pixels=max_pixels), spec, out)
     except DecodeError as e:
         return e

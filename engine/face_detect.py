@@ -1,6 +1,7 @@
 """Face detection for the runtime: one interface, detectors looked up by name in :data:`FACE_DETECTORS`.
 
-A detector takes a decoded RGB image (HWC uint8) and returns :class:`Face` boxes in its pixel coordinates.
+A detector takes a decoded RGB image (a Pillow image, or an HWC uint8 array) and returns :class:`Face` boxes in
+its pixel coordinates.
 Detectors run inside the decode workers (:mod:`dfx.engine.face_frontend`), one instance per worker, so each
 one runs single-threaded: the parallelism is the workers'.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .errors import DfxError
 
@@ -56,8 +58,8 @@ class FaceDetector(ABC):
         self.min_face = min_face
 
     @abstractmethod
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in ``image`` (HWC uint8 RGB), most confident first."""
+    def detect(self, image: np.ndarray | Image.Image) -> list[Face]:
+        """Faces in ``image`` (an RGB Pillow image or HWC uint8 array), most confident first."""
 
 
 _cache: dict[tuple, FaceDetector] = {}

@@ -42,7 +42,7 @@ def faces_into(img: Image.Image, spec: PreprocessSpec, out: np.ndarray) -> Faces
     """Detects faces in a decoded RGB image and preprocesses the crops of the most confident into ``out``
     (max_faces, 3, H, W)."""
     crop = spec.faces
-    faces = get_detector(crop.detector, min_face=crop.min_face).detect(np.asarray(img))
+    faces = get_detector(crop.detector, min_face=crop.min_face).detect(img)
     kept = tuple(faces[:crop.max_faces])
     for i, face in enumerate(kept):
         preprocess(crop_face(img, face, crop), spec, out=out[i])

@@ -120,10 +120,10 @@ class MtcnnDetector(FaceDetector):
         self.max_side, self.thresholds = max_side, tuple(thresholds)
         self.pnet, self.rnet, self.onet = (_session(n) for n in ("pnet", "rnet", "onet"))
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        h, w = image.shape[:2]
+    def detect(self, image: np.ndarray | Image.Image) -> list[Face]:
+        img = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image))
+        w, h = img.size
         shrink = min(1.0, self.max_side / max(h, w))
-        img = Image.fromarray(np.ascontiguousarray(image))
         if shrink < 1.0:
             img = img.resize((max(1, round(w * shrink)), max(1, round(h * shrink))), Image.Resampling.BOX)
         boxes, points = self._stages(img, self.min_face * shrink)

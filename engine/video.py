@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .backends.base import Backend
 from .decode import DecodeError, Status
@@ -23,7 +24,7 @@ from .face_frontend import FacesFound, faces_into
 from .pipeline import Row, face_rows, infer_rows, result_row
 from .spec import PreprocessSpec
 
-__all__ = ["score_videos", "aggregate", "DEFAULT_FPS", "MAX_FRAMES", "video_reader_available"]
+__all__ = ["score_videos", "aggregate", "upright", "DEFAULT_FPS", "MAX_FRAMES", "video_reader_available"]
 
 DEFAULT_FPS = 1.0
 MAX_FRAMES = 300  # per video: five minutes at the default rate bounds the work one file can cause
@@ -44,6 +45,14 @@ def aggregate(scores: list[float]) -> float:
     return float(np.mean(top))
 
 
+def upright(frame) -> Image.Image:
+    """A decoded frame as an RGB image the right way up: phone videos store portrait frames sideways with a
+    display rotation (counter-clockwise degrees, as FFmpeg's display matrix gives it), which faces need applied."""
+    img = frame.to_image()
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    return img.rotate(rotation, expand=True) if rotation % 360 else img
+
+
 def _frames(path: Path, fps: float, max_frames: int) -> Iterator[tuple[int, object]]:
     """(frame index, PIL image) of the sampled frames, in order."""
     import av
@@ -58,7 +67,7 @@ def _frames(path: Path, fps: float, max_frames: int) -> Iterator[tuple[int, obje
             t = frame.time if frame.time is not None else index / float(stream.average_rate or 25)
             if t + 1e-6 < next_t:
                 continue
-            yield index, frame.to_image()
+            yield index, upright(frame)
             taken += 1
             next_t = t + 1.0 / fps
             if taken >= max_frames:

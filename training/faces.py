@@ -74,7 +74,7 @@ def load_training_image(path: str | Path, spec: PreprocessSpec) -> Image.Image:
     if crop is None or crop.source == "precropped":
         return load_image(path, target_size=spec.input_size)
     img = load_image(path)
-    faces = get_detector(crop.detector, min_face=crop.min_face).detect(np.asarray(img))
+    faces = get_detector(crop.detector, min_face=crop.min_face).detect(img)
     if not faces:
         raise DecodeError(Status.NO_FACE, f"no face of at least {crop.min_face} px found")
     return crop_face(img, faces[0], crop)

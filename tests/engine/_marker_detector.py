@@ -11,7 +11,8 @@ from dfx.engine.face_detect import Face, FaceDetector
 
 
 class MarkerDetector(FaceDetector):
-    def detect(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image) -> list[Face]:
+        image = np.asarray(image)
         mask = (image[..., 0] > 200) & (image[..., 1] < 70) & (image[..., 2] < 70)  # survives video coding
         labels, n = ndimage.label(mask)
         faces = []

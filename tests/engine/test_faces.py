@@ -294,3 +294,31 @@ def test_rows_serialise_in_every_format(face_model, tmp_path):
         if fmt == "json":
             rows = json.loads(text)
             assert rows[0]["box"] == [10, 10, 60, 60] and rows[1]["faces"] == 1
+
+
+def test_every_bad_file_gets_the_same_row_with_faces_on_and_off(face_model, bad_corpus):
+    """Hostile inputs: the same error status whatever the face mode; decodable files without a face: no_face."""
+    from tests.conftest import EXPECTED_STATUS
+
+    files = sorted(bad_corpus.values())
+    case = {str(p): name for name, p in bad_corpus.items()}
+    with open_backend(face_model, "onnxruntime-cpu") as be:
+        off = {case[r.path]: r.status for r in score_files(be, files, decode="threads", faces="off")}
+        on = {case[r.path]: r.status for r in score_files(be, files, decode="threads", faces="on") if r.face is None}
+    assert set(on) == set(off) == set(bad_corpus)
+    for name, status in off.items():
+        assert on[name] == (status if status != "ok" else "no_face"), name  # toy images hold no marker face
+    for name, status in EXPECTED_STATUS.items():
+        assert on[name] == status
+
+
+def test_faces_are_found_the_right_way_up_in_exif_rotated_photos(face_model, tmp_path):
+    img = Image.new("RGB", (120, 80), (40, 90, 140))
+    img.paste((255, 0, 0), (10, 20, 50, 60))  # stored: a face at x 10–50, y 20–60
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90° clockwise: 80 wide, 120 tall
+    img.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    with open_backend(face_model, "onnxruntime-cpu") as be:
+        face = list(score_files(be, [tmp_path / "r.jpg"], decode="threads"))[0]
+    x0, y0, x1, y1 = face.box
+    assert face.face == 0 and 16 <= x0 <= 24 and 6 <= y0 <= 14 and 56 <= x1 <= 64 and 46 <= y1 <= 54

@@ -106,3 +106,19 @@ def test_fps_out_of_range_is_refused(face_model, tmp_path):
     clip = write_video(tmp_path / "clip.mp4", frames=3)
     with pytest.raises(DfxError, match="--fps"):
         scan([clip], engine=face_model, fps=0)
+
+
+def test_frames_with_a_display_rotation_are_turned_upright():
+    class Frame:
+        def __init__(self, rotation):
+            self.rotation = rotation
+
+        def to_image(self):
+            img = Image.new("RGB", (40, 20))
+            img.putpixel((39, 0), (255, 255, 255))  # the top-right corner of the stored frame
+            return img
+
+    assert video.upright(Frame(0)).size == (40, 20)
+    turned = video.upright(Frame(-90))  # FFmpeg's display matrix: 90° clockwise (a portrait phone video)
+    assert turned.size == (20, 40) and turned.getpixel((19, 39)) == (255, 255, 255)
+    assert video.upright(Frame(90)).getpixel((0, 0)) == (255, 255, 255)
