@@ -75,6 +75,8 @@ Examples:
               help="precropped: the folders hold face crops; their framing is measured and recorded so dfx-infer "
                    "crops photos alike. detect: crop every image to its face with dfx-infer's detector first. "
                    "off: whole images.")
+@click.option("--face-scale", type=float,
+              help="With --faces detect: the crop's side in detector boxes [default: 1.3].")
 @common_options
 @run_cli
 def main(model: str, data: tuple[str, ...], resume: bool, overwrite: bool, augment: str, verbose: int, quiet: bool,

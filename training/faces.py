@@ -33,14 +33,17 @@ log = logging.getLogger("dfx.training")
 FRAMING_SAMPLE = 400  # crops measured for the framing: its median settles well before this
 
 
-def face_spec(mode: str, spec: PreprocessSpec, train_paths: list[str], seed: int = 0) -> PreprocessSpec:
-    """The run's spec for ``--faces mode`` (see the module docstring)."""
+def face_spec(mode: str, spec: PreprocessSpec, train_paths: list[str], seed: int = 0,
+              scale: float | None = None) -> PreprocessSpec:
+    """The run's spec for ``--faces mode`` (see the module docstring); ``scale`` sets ``detect``'s crop side in
+    detector boxes (default: :class:`FaceCrop`'s)."""
     if mode not in TRAIN_FACE_MODES:
         raise DfxError(f"--faces must be one of {', '.join(TRAIN_FACE_MODES)}, got {mode!r}")
     if mode == "off":
         return spec.with_faces(None)
     if mode == "detect":
-        return spec.with_faces(FaceCrop(source="detected"))
+        return spec.with_faces(FaceCrop(source="detected") if scale is None else
+                               FaceCrop(source="detected", scale=scale))
     base = FaceCrop(source="precropped")
     detector = get_detector(base.detector, min_face=base.min_face)
     sample = random.Random(seed).sample(train_paths, min(FRAMING_SAMPLE, len(train_paths)))

@@ -86,6 +86,7 @@ class TrainConfig:
     ema_decay: float = 0.998
     cache: str = "none"  # opt-in until its effect on accuracy is measured (see README, "Decode once")
     faces: str = "off"  # off | precropped | detect (training/faces.py)
+    face_scale: float | None = None  # --faces detect: crop side in detector boxes (default FaceCrop's 1.3)
     sbi: float = 0.0  # self-blended pseudo-fakes per real training image and epoch (training/sbi.py); 0 = off
     select: str = "auc"  # auc | worst-source: what picks the kept epoch
     calibrate: bool = True  # fit a temperature on the validation split at the end (engine/calibration.py)
@@ -118,6 +119,8 @@ class TrainConfig:
         _check_policy(d.threshold_policy)
         if d.faces not in TRAIN_FACE_MODES:
             raise DfxError(f"--faces must be one of {', '.join(TRAIN_FACE_MODES)}, got {d.faces!r}")
+        if d.face_scale is not None and d.faces != "detect":
+            raise DfxError("--face-scale sets the crop of --faces detect; precropped measures it from the crops")
         _check_ranges(d)
         return d
 
@@ -129,6 +132,7 @@ _RANGES = {
     "grad_clip": (0, None, True, True), "freeze_epochs": (0, None, True, True), "patience": (1, None, True, True),
     "val_fraction": (0, 1, False, False), "workers": (0, 256, True, True), "ema_decay": (0, 1, True, False),
     "max_steps_per_epoch": (1, None, True, True), "sbi": (0, 1, True, True),
+    "face_scale": (0.5, 4, True, True),
 }
 
 
@@ -136,7 +140,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
     """Every numeric option is a finite number in its range (NaN, negative rates and the like are refused)."""
     for name, (lo, hi, lo_ok, hi_ok) in _RANGES.items():
         v = getattr(cfg, name)
-        if v is None and name == "max_steps_per_epoch":
+        if v is None and name in ("max_steps_per_epoch", "face_scale"):  # optional: unset is fine
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -382,7 +386,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     if cfg.faces != "off":  # before the data check: with --faces detect, a photo without a face is dropped there
         paths = [s.path for s in load_splits([Path(d) for d in cfg.data], cfg.val_fraction, cfg.seed,
                                              stored=load_split(out / "split.json")).train]
-        spec = face_spec(cfg.faces, spec, paths, cfg.seed)
+        spec = face_spec(cfg.faces, spec, paths, cfg.seed, cfg.face_scale)
     splits, cache, rows = _prepare_data(cfg, out, spec)
     log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
              len(splits.train), len(splits.val), device)

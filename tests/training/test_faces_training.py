@@ -75,3 +75,12 @@ def test_training_with_detect_drops_faceless_photos_and_records_the_crop(tmp_pat
     assert info.spec.faces == FaceCrop(detector="marker", min_face=12, source="detected")
     skipped = info.extra["data"]["skipped"]
     assert skipped == {"no_face": 8}  # 6 training + 2 validation photos without a face, counted, not hidden
+
+
+def test_face_scale_sets_the_detect_crop_and_is_refused_elsewhere(tmp_path):
+    spec = F.face_spec("detect", PreprocessSpec(), [], scale=1.0)
+    assert spec.faces.scale == 1.0 and spec.faces.source == "detected"
+    with pytest.raises(DfxError, match="--faces detect"):
+        T.TrainConfig(model="meso4", data=[str(tmp_path)], face_scale=1.1).resolved()
+    with pytest.raises(DfxError, match="--face-scale"):
+        T.TrainConfig(model="meso4", data=[str(tmp_path)], faces="detect", face_scale=9).resolved()
