@@ -7,7 +7,7 @@ import click
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
-from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES, TRAIN_FACE_MODES
+from .options import AUGMENT_ON, AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES, TRAIN_FACE_MODES
 
 __all__ = ["main"]
 
@@ -69,6 +69,9 @@ Examples:
                    "calibrated probabilities (ECE before/after in the model card).")
 @click.option("--threshold-policy", default="eer", show_default=True,
               help="The label threshold: eer, fpr=<rate> (e.g. fpr=0.01) or f1, on the validation scores.")
+@click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="auto", show_default=True,
+              help="Augment each image in the DataLoader workers, or whole batches on the device (needs --cache); "
+                   "auto = on the device on a GPU with the cache.")
 @click.option("--compile", "compile", is_flag=True,
               help="torch.compile the model for the training steps (compiles for a minute or more first).")
 @click.option("--faces", type=click.Choice(TRAIN_FACE_MODES), default="off", show_default=True,

@@ -28,6 +28,7 @@ from dfx.engine.inputs import TRAIN_NAMES, VAL_NAMES, child_dir, labelled_images
 from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec, preprocess
 
+from .augment_batch import to_uint8_tensor
 from .faces import load_training_image
 from .sbi import self_blend
 
@@ -162,10 +163,13 @@ class FaceDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None, seed: int = 0,
-                 cache: Any = None, rows: list[int] | None = None, sbi: float = 0.0):
+                 cache: Any = None, rows: list[int] | None = None, sbi: float = 0.0, batch_augment: Any = None):
         self.samples = samples
         self.spec = spec
         self.augment = augment
+        # With a BatchAugment, items are (uint8 HWC image, its augmentation parameters, label): the batch is
+        # augmented and preprocessed on the device (training/augment_batch.py); it needs the fixed-size cache.
+        self.batch_augment = batch_augment
         self.seed = seed
         self.epoch = 0  # set by the trainer before each epoch's loader is made
         self.cache, self.rows = cache, rows  # once-decoded images (training only) and each sample's row in them
@@ -187,20 +191,26 @@ class FaceDataset(torch.utils.data.Dataset):
         except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
             raise DfxError(f"{self.samples[i].path}: {e}") from e
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         blend = i >= len(self.samples)
         j = self.blended[i - len(self.samples)] if blend else i
         img = self._image(j)
-        if self.augment is not None or blend:
+        label = torch.tensor(float(1 if blend else self.samples[i].label))
+        params = None
+        if self.augment is not None or self.batch_augment is not None or blend:
             # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker
             # drew it — so a run gives the same model whatever --workers or the machine's core count.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(sample_seed(self.seed, self.epoch, i))
                 if blend:
                     img = self_blend(img)
-                if self.augment is not None:
+                if self.batch_augment is not None:
+                    img, params = self.batch_augment.draw(img)
+                elif self.augment is not None:
                     img = self.augment(img)
-        return torch.from_numpy(preprocess(img, self.spec)), torch.tensor(float(1 if blend else self.samples[i].label))
+        if params is not None:
+            return to_uint8_tensor(img), params, label
+        return torch.from_numpy(preprocess(img, self.spec)), label
 
 
 def save_split(path: Path, record: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Option values of dfx-train that its ``--help`` needs, kept free of torch so the help appears at once."""
 
-__all__ = ["AUGMENTATIONS", "BALANCE_MODES", "SELECT_MODES", "CROP_MIN_AREA", "CACHE_MODES", "TRAIN_FACE_MODES"]
+__all__ = ["AUGMENTATIONS", "AUGMENT_ON", "BALANCE_MODES", "SELECT_MODES", "CROP_MIN_AREA", "CACHE_MODES",
+           "TRAIN_FACE_MODES"]
 
 # augmentation → probability it is applied to an image
 AUGMENTATIONS = {"flip": 0.5, "crop": 0.5, "color": 0.5, "jpeg": 0.3, "blur": 0.2}
@@ -9,3 +10,4 @@ SELECT_MODES = ("auc", "worst-source")  # what picks the kept epoch: pooled vali
 CROP_MIN_AREA = 0.8  # the random crop keeps at least this share of the image's area
 CACHE_MODES = ("auto", "ram", "disk", "none")  # where the once-decoded training images live
 TRAIN_FACE_MODES = ("off", "precropped", "detect")  # dfx-train --faces (training/faces.py)
+AUGMENT_ON = ("auto", "workers", "device")  # where augmentation runs (training/augment_batch.py)

@@ -26,6 +26,7 @@ from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec
 
 from .augment import Augment
+from .augment_batch import BatchAugment
 from .cache import ImageCache, decode_once
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .data import (
@@ -40,7 +41,7 @@ from .data import (
     source_class_weights,
 )
 from .faces import TRAIN_FACE_MODES, face_spec
-from .options import AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES
+from .options import AUGMENT_ON, AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES
 from .registry import create_model, get_entry
 from .report import plot_curves, write_model_card
 
@@ -92,6 +93,7 @@ class TrainConfig:
     calibrate: bool = True  # fit a temperature on the validation split at the end (engine/calibration.py)
     threshold_policy: str = "eer"  # eer | fpr=<rate> | f1, on the calibrated scores
     compile: bool = False  # torch.compile the training step's model (off until measured faster: README)
+    augment_on: str = "auto"  # workers | device | auto (device on a GPU with the cache): training/augment_batch.py
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's defaults filled in and the name made canonical."""
@@ -114,6 +116,8 @@ class TrainConfig:
             raise DfxError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got {d.balance!r}")
         if d.epochs is None:
             d.epochs = DEFAULT_EPOCHS
+        if d.augment_on not in AUGMENT_ON:
+            raise DfxError(f"--augment-on must be one of {', '.join(AUGMENT_ON)}, got {d.augment_on!r}")
         if d.select not in SELECT_MODES:
             raise DfxError(f"--select must be one of {', '.join(SELECT_MODES)}, got {d.select!r}")
         _check_policy(d.threshold_policy)
@@ -400,8 +404,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     eval_model = ema.module if ema is not None else model
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    train_ds = FaceDataset(splits.train, spec, Augment(cfg.augment), seed=cfg.seed, cache=cache, rows=rows,
-                           sbi=cfg.sbi)
+    batch_aug = BatchAugment(cfg.augment, spec) if _augment_on(cfg, device, cache) == "device" else None
+    train_ds = FaceDataset(splits.train, spec, None if batch_aug else Augment(cfg.augment), seed=cfg.seed,
+                           cache=cache, rows=rows, sbi=cfg.sbi, batch_augment=batch_aug)
     items = train_ds.item_samples()  # with --sbi, the pseudo-fakes count as fakes of their real's data set
     labels = np.array([s.label for s in items])
     n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
@@ -477,10 +482,16 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = progress_bar(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                            leave=False)
-        for step, (x, y) in enumerate(bar):
+        for step, batch in enumerate(bar):
             if step >= steps_per_epoch:
                 break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if batch_aug is not None:  # uint8 images and their parameters: augment + preprocess on the device
+                images, params, y = batch
+                x = batch_aug.apply(images.to(device, non_blocking=True), params)
+            else:
+                x, y = batch
+                x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -541,6 +552,15 @@ def _calibrate(path: Path, val: list[Sample], cfg: TrainConfig, device: torch.de
              report["n"], report["temperature"], report["threshold"], report["policy"], report["ece_before"],
              report["ece_after"])
     return metrics
+
+
+def _augment_on(cfg: TrainConfig, device: torch.device, cache: ImageCache | None) -> str:
+    """Where augmentation runs: ``device`` needs the fixed-size cache; ``auto`` takes it on a GPU."""
+    if cfg.augment_on == "device" and cache is None:
+        raise DfxError("--augment-on device augments the once-decoded images: add --cache ram|disk|auto")
+    if cfg.augment_on == "auto":
+        return "device" if device.type == "cuda" and cache is not None else "workers"
+    return cfg.augment_on
 
 
 def _mixed_precision(device: torch.device) -> tuple[bool, torch.dtype]:

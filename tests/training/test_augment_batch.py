@@ -1,0 +1,92 @@
+"""Batched augmentation on the device: identity is the runtime's preprocess; each operation; reproducible runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dfx.engine.errors import DfxError
+from dfx.engine.spec import PreprocessSpec, preprocess
+from dfx.training import trainer as T
+from dfx.training.augment_batch import PARAMS, BatchAugment, to_uint8_tensor
+from dfx.training.checkpoint import load_checkpoint
+
+from ..conftest import make_image, write_split
+
+SPEC = PreprocessSpec(input_size=(32, 32), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+
+
+def identity(n: int = 1, **kw) -> torch.Tensor:
+    row = dict(flip=0.0, y0=0.0, x0=0.0, y1=1.0, x1=1.0, brightness=1.0, contrast=1.0, saturation=1.0,
+               blur_sigma=0.0) | kw
+    return torch.tensor([[row[k] for k in PARAMS]] * n)
+
+
+def images(*imgs: Image.Image) -> torch.Tensor:
+    return torch.stack([to_uint8_tensor(i) for i in imgs])
+
+
+@pytest.fixture
+def img():
+    return make_image(1, np.random.default_rng(0), 32)
+
+
+def test_identity_parameters_give_exactly_the_runtime_preprocess(img):
+    out = BatchAugment([], SPEC).apply(images(img), identity())
+    assert torch.allclose(out[0], torch.from_numpy(preprocess(img, SPEC)), atol=1e-5)
+
+
+def test_flip_and_crop_match_the_pillow_operations(img):
+    aug = BatchAugment([], SPEC)
+    flipped = aug.apply(images(img), identity(flip=1.0))[0]
+    want = preprocess(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), SPEC)
+    assert torch.allclose(flipped, torch.from_numpy(want), atol=1e-5)
+    big = make_image(0, np.random.default_rng(1), 64)
+    crop = aug.apply(images(big), identity(x0=0.25, y0=0.25, x1=0.75, y1=0.75))[0]  # the centre 32 px, 1:1
+    assert torch.allclose(crop, torch.from_numpy(preprocess(big.crop((16, 16, 48, 48)), SPEC)), atol=1e-4)
+
+
+def test_colour_and_blur_apply_per_sample(img):
+    aug = BatchAugment([], PreprocessSpec(input_size=(32, 32)))
+    grey = Image.new("RGB", (32, 32), (100, 100, 100))
+    out = aug.apply(images(grey, img, img), torch.cat([identity(brightness=1.2), identity(blur_sigma=1.2),
+                                                        identity()]))
+    assert torch.allclose(out[0], torch.full_like(out[0], 120 / 255), atol=1e-5)
+    assert torch.allclose(out[2], torch.from_numpy(preprocess(img, aug.spec)), atol=1e-5)  # untouched neighbour
+    assert float(out[1].diff(dim=2).abs().mean()) < 0.5 * float(out[2].diff(dim=2).abs().mean())  # softened
+
+
+def test_parameters_come_from_the_seeded_rng(img):
+    aug = BatchAugment(["flip", "crop", "color", "jpeg", "blur"], SPEC)
+    torch.manual_seed(7)
+    a = aug.draw(img)[1]
+    torch.manual_seed(7)
+    b = aug.draw(img)[1]
+    assert torch.equal(a, b)
+    draws = []
+    for s in range(400):
+        torch.manual_seed(s)
+        draws.append(aug.draw(img)[1])
+    p = torch.stack(draws)
+    assert 0.4 < float(p[:, 0].mean()) < 0.6  # flips: half the time
+    cropped = p[:, 3] - p[:, 1] < 1
+    assert 0.4 < float(cropped.float().mean()) < 0.6 and bool((p[cropped, 3] - p[cropped, 1] > 0.85).all())
+
+
+def _run(data, out, **kw):
+    T.train(T.TrainConfig(model="meso4", data=[str(data)], out=str(out), epochs=2, batch_size=4, input_size=32,
+                          cache="ram", augment_on="device", ema_decay=0, **kw))
+    return load_checkpoint(out / "best.safetensors")[0].state_dict()
+
+
+def test_a_device_augmented_run_is_the_same_with_any_number_of_workers(tmp_path):
+    write_split(tmp_path / "d" / "train", 6, np.random.default_rng(0))
+    write_split(tmp_path / "d" / "validate", 3, np.random.default_rng(1))
+    a = _run(tmp_path / "d", tmp_path / "a", workers=0)
+    b = _run(tmp_path / "d", tmp_path / "b", workers=2, sbi=0.0)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(DfxError, match="--cache"):
+        T.train(T.TrainConfig(model="meso4", data=[str(tmp_path / "d")], out=str(tmp_path / "c"), epochs=1,
+                              input_size=32, augment_on="device"))

@@ -1,0 +1,137 @@
+"""Augmentation in batches on the device: what feeds a GPU from the once-decoded cache.
+
+The per-image path (:class:`~dfx.training.augment.Augment` in the DataLoader workers, then ``preprocess``) costs
+CPU per image per epoch; a GPU then waits for the workers. Here the workers only draw each sample's parameters
+(from its own seeded RNG, so a run is the same whatever ``--workers``) and do what needs a codec — JPEG
+re-compression — and the self-blended images; flip, crop, colour, blur, the resize to the input size and the
+normalisation run on the whole batch on the device, as tensor ops.
+
+It differs from the per-image path in small ways, by design: the resize is bilinear sampling without
+antialiasing (the cache is at most 1.12× the input size, so there is little to alias), hue is not jittered, and
+JPEG re-compression comes before the colour change rather than after. Evaluation never uses it: validation and
+deployment keep the runtime's own ``preprocess``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dfx.engine.errors import DfxError
+from dfx.engine.spec import PreprocessSpec
+
+from .options import AUGMENTATIONS, CROP_MIN_AREA
+
+__all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor"]
+# One row of per-sample parameters; crop corners are fractions of the cached image.
+PARAMS = ("flip", "y0", "x0", "y1", "x1", "brightness", "contrast", "saturation", "blur_sigma")
+_MAX_SIGMA = 1.5
+_KERNEL = 2 * math.ceil(3 * _MAX_SIGMA) + 1
+
+
+def _u() -> float:
+    return float(torch.rand(()))
+
+
+class BatchAugment:
+    """Per-sample parameters drawn in the workers, applied to whole batches on the device.
+
+    Args:
+        enabled: names from :data:`~dfx.training.options.AUGMENTATIONS` to apply (same probabilities as the
+            per-image path).
+        spec: the model's preprocessing spec (input size and normalisation).
+    """
+
+    def __init__(self, enabled: Iterable[str], spec: PreprocessSpec):
+        self.enabled = tuple(enabled)
+        unknown = set(self.enabled) - set(AUGMENTATIONS)
+        if unknown:
+            raise DfxError(f"unknown augmentation(s) {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
+        self.spec = spec
+
+    # --- in the workers ----------------------------------------------------------------------------------------
+    def draw(self, img: Image.Image) -> tuple[Image.Image, torch.Tensor]:
+        """Draws one sample's parameters (torch's RNG, seeded per sample by the data set) and applies JPEG
+        re-compression when drawn; returns the image and its :data:`PARAMS` row."""
+        on = self.enabled
+        p = dict(flip=0.0, y0=0.0, x0=0.0, y1=1.0, x1=1.0, brightness=1.0, contrast=1.0, saturation=1.0,
+                 blur_sigma=0.0)
+        if "flip" in on and _u() < AUGMENTATIONS["flip"]:
+            p["flip"] = 1.0
+        if "crop" in on and _u() < AUGMENTATIONS["crop"]:
+            area = CROP_MIN_AREA + (1.0 - CROP_MIN_AREA) * _u()
+            ratio = math.exp(math.log(0.9) + (math.log(1.1) - math.log(0.9)) * _u())
+            w, h = min(1.0, math.sqrt(area * ratio)), min(1.0, math.sqrt(area / ratio))
+            p["x0"], p["y0"] = (1.0 - w) * _u(), (1.0 - h) * _u()
+            p["x1"], p["y1"] = p["x0"] + w, p["y0"] + h
+        if "color" in on and _u() < AUGMENTATIONS["color"]:
+            p["brightness"], p["contrast"], p["saturation"] = (0.8 + 0.4 * _u() for _ in range(3))
+        if "jpeg" in on and _u() < AUGMENTATIONS["jpeg"]:
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=int(30 + 65 * _u()))
+            img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        if "blur" in on and _u() < AUGMENTATIONS["blur"]:
+            p["blur_sigma"] = 0.1 + 1.4 * _u()
+        return img, torch.tensor([p[k] for k in PARAMS], dtype=torch.float32)
+
+    # --- on the device -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 and (B, len(PARAMS)) → the model's float32 input (B, 3, h, w), on their device."""
+        x = images.permute(0, 3, 1, 2).float()
+        p = params.to(x.device, torch.float32)
+        x = self._crop_flip_resize(x, p)
+        x = self._colour(x, p)
+        x = self._blur(x, p[:, 8])
+        x = x.clamp_(0, 255)
+        if self.spec.channel_order == "BGR":
+            x = x.flip(1)
+        gain = torch.as_tensor(self.spec._gain, device=x.device).view(1, 3, 1, 1)
+        offset = torch.as_tensor(self.spec._offset, device=x.device).view(1, 3, 1, 1)
+        return x * gain - offset
+
+    def _crop_flip_resize(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        h, w = self.spec.input_size
+        flip, y0, x0, y1, x1 = p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4]
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = (x1 - x0) * (1 - 2 * flip)  # a negative x scale mirrors the crop
+        theta[:, 0, 2] = x0 + x1 - 1
+        theta[:, 1, 1] = y1 - y0
+        theta[:, 1, 2] = y0 + y1 - 1
+        grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    @staticmethod
+    def _colour(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        b, c, s = (p[:, i].view(-1, 1, 1, 1) for i in (5, 6, 7))
+        x = x * b
+        grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        x = (x - grey.mean(dim=(2, 3), keepdim=True)) * c + grey.mean(dim=(2, 3), keepdim=True)
+        grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        return (x - grey) * s + grey
+
+    @staticmethod
+    def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if not bool((sigma > 0).any()):
+            return x
+        n, ch, h, w = x.shape
+        r = torch.arange(_KERNEL, device=x.device, dtype=torch.float32) - _KERNEL // 2
+        k = torch.exp(-(r.view(1, -1) ** 2) / (2 * sigma.clamp(min=1e-3).view(-1, 1) ** 2))
+        k = torch.where(sigma.view(-1, 1) > 0, k, (r == 0).float().view(1, -1))  # sigma 0: the identity
+        k = (k / k.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # one kernel per (sample, channel)
+        y = F.pad(x.reshape(1, n * ch, h, w), (_KERNEL // 2,) * 4, mode="reflect")
+        y = F.conv2d(y, k.view(n * ch, 1, 1, _KERNEL), groups=n * ch)
+        y = F.conv2d(y, k.view(n * ch, 1, _KERNEL, 1), groups=n * ch)
+        return y.view(n, ch, h, w)
+
+
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB image as a (H, W, 3) uint8 tensor (the form batches travel to the device in)."""
+    return torch.from_numpy(np.asarray(img, np.uint8).copy())
