@@ -2,7 +2,9 @@
 
 Per model, in one run on one machine:
 - ceiling: forward + backward + AdamW step on a synthetic batch already on the device (what the model allows);
-- dfx-train: images/s of its second epoch (the first pays start-up) on real data, once per ``--cache`` mode;
+- dfx-train: images/s of its second epoch (the first pays start-up) on real data, once per variant
+  (``--variants``: ``CACHE/AUGMENT_ON[/compile]``, e.g. ``none/workers`` decodes and augments every image in the
+  DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM cache);
 - their ratio.
 
 Run from the repository root::
@@ -23,22 +25,28 @@ __all__ = ["step_ceiling", "train_rate"]
 
 
 def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20) -> float:
-    """Training images/s on a synthetic batch already on the device (AMP on CUDA, as dfx-train)."""
+    """Training images/s on a synthetic batch already on the device (mixed precision and channels_last on CUDA, as
+    dfx-train)."""
     import torch
 
     from dfx.training import create_model, get_entry
+    from dfx.training.trainer import _mixed_precision
 
     dev = torch.device(device)
+    use_amp, amp_dtype = _mixed_precision(dev)
     spec = get_entry(model_name).default_spec
     model, _ = create_model(model_name, spec, pretrained=False)
     model.to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch_size, 3, *spec.input_size, device=dev)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     y = torch.randint(0, 2, (batch_size,), device=dev).float()
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def step() -> None:
-        with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
             loss = loss_fn(model(x).squeeze(1).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -56,14 +64,17 @@ def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20)
     return steps * batch_size / (time.perf_counter() - t0)
 
 
-def train_rate(model_name: str, data: Path, batch_size: int, cache: str, steps: int, workers: int) -> float:
-    """dfx-train's images/s in its second epoch of ``steps`` steps."""
+def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps: int, workers: int,
+               device: str = "auto") -> float:
+    """dfx-train's images/s in its second epoch of ``steps`` steps, for a ``CACHE/AUGMENT_ON[/compile]`` variant."""
     from dfx.training.report import read_metrics
     from dfx.training.trainer import TrainConfig, train
 
+    cache, augment_on, *rest = variant.split("/")
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(model=model_name, data=[str(data)], out=tmp, epochs=2, batch_size=batch_size,
-                          max_steps_per_epoch=steps, workers=workers, cache=cache, pretrained=False, patience=5))
+                          max_steps_per_epoch=steps, workers=workers, cache=cache, augment_on=augment_on,
+                          compile="compile" in rest, pretrained=False, patience=5, device=device, calibrate=False))
         return read_metrics(Path(tmp))[-1]["images_per_s"]
 
 
@@ -75,7 +86,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=40, help="steps per epoch of the dfx-train runs")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--caches", default="none,ram")
+    p.add_argument("--variants", default="none/workers,ram/workers,ram/device",
+                   help="comma-separated CACHE/AUGMENT_ON[/compile] runs of dfx-train")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train-cpu"))
     args = p.parse_args()
@@ -86,18 +98,18 @@ def main() -> None:
               "models": {}}
     for model in args.models.split(","):
         ceiling = step_ceiling(model, args.batch_size, args.device)
-        rates = {c: train_rate(model, args.data, args.batch_size, c, args.steps, args.workers)
-                 for c in args.caches.split(",")}
+        rates = {v: train_rate(model, args.data, args.batch_size, v, args.steps, args.workers, args.device)
+                 for v in args.variants.split(",")}
         result["models"][model] = {"ceiling": ceiling, "dfx_train": rates}
-        print(model, f"ceiling {ceiling:.1f} img/s;", ", ".join(f"--cache {c}: {r:.1f} img/s ({r / ceiling:.2f})"
-                                                                for c, r in rates.items()), flush=True)
+        print(model, f"ceiling {ceiling:.1f} img/s;", ", ".join(f"{v}: {r:.1f} img/s ({r / ceiling:.2f})"
+                                                                for v, r in rates.items()), flush=True)
     env = result["machine"]
     lines = [f"Machine: {env['cpu']}, {env['cores']} cores; {', '.join(env['gpus']) or 'no GPU'}; device "
              f"{args.device}; batch {args.batch_size}; dfx-train: 2 epochs of {args.steps} steps, {args.workers} "
              f"workers, images/s of the second epoch; data {args.data}.", "",
-             "| model | step ceiling img/s | " + " | ".join(f"dfx-train --cache {c} img/s (÷ ceiling)"
-                                                         for c in args.caches.split(",")) + " |",
-             "|---|---|" + "---|" * len(args.caches.split(","))]
+             "| model | step ceiling img/s | " + " | ".join(f"dfx-train {v} img/s (÷ ceiling)"
+                                                         for v in args.variants.split(",")) + " |",
+             "|---|---|" + "---|" * len(args.variants.split(","))]
     for m, r in result["models"].items():
         lines.append(f"| {m} | {r['ceiling']:.1f} | " + " | ".join(
             f"{v:.1f} ({v / r['ceiling']:.2f})" for v in r["dfx_train"].values()) + " |")
