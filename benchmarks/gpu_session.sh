@@ -33,4 +33,5 @@ VAL=/tmp/data/mesonet-deepfake/validate
 python3 -m dfx.benchmarks.pipeline_throughput --data "$VAL" --backend onnxruntime-cuda --threads 16 \
   --batch-size 256 --large 1024 --rounds 3 --out "$OUT/pipeline-gpu" 2>&1 | tee "$OUT/pipeline-gpu.log"
 python3 -m dfx.benchmarks.train_throughput --data /tmp/data/mesonet-deepfake --device cuda --workers 12 \
-  --batch-size 256 --models meso4,efficientnet_b0 --out "$OUT/train-gpu" 2>&1 | tee "$OUT/train-gpu.log"
+  --batch-size 256 --models meso4,efficientnet_b0,xception,vit_b16 \
+  --variants none/workers,ram/workers,ram/device,ram/device/compile --out "$OUT/train-gpu" 2>&1 | tee "$OUT/train-gpu.log"
