@@ -9,7 +9,8 @@
             print(r.path or r.index, r.score, r.label, r.status)
 
 Paths go through the same pipeline as ``dfx-infer`` (same decoding, same batches, same scores); in-memory images
-skip only the file decoding.
+skip only the file decoding. With faces (``faces="auto"`` follows the model; the bundled one crops faces) each
+result's score is its most suspicious face's, and ``result.faces`` lists every scored face.
 """
 
 from __future__ import annotations
