@@ -19,7 +19,7 @@ from .face_crop import crop_face
 from .face_detect import Face, get_detector
 from .spec import FaceCrop, PreprocessSpec, preprocess
 
-__all__ = ["FacesFound", "image_into", "faces_into", "resolve_faces", "FACE_MODES"]
+__all__ = ["FacesFound", "image_into", "faces_into", "resolve_faces", "no_face_error", "FACE_MODES"]
 
 FACE_MODES = ("auto", "on", "off")
 
@@ -32,10 +32,9 @@ class FacesFound:
     total: int
 
 
-def no_face_error(spec: PreprocessSpec) -> DecodeError:
-    """The ``no_face`` row's error, naming the smallest face looked for."""
-    return DecodeError(Status.NO_FACE, f"no face of at least {spec.faces.min_face} px found "
-                                       f"(--faces off scores the whole image)")
+def no_face_error(min_face: int, where: str = "(--faces off scores the whole image)") -> DecodeError:
+    """The ``no_face`` error, naming the smallest face looked for."""
+    return DecodeError(Status.NO_FACE, f"no face of at least {min_face} px found {where}".rstrip())
 
 
 def faces_into(img: Image.Image, spec: PreprocessSpec, out: np.ndarray) -> FacesFound:
@@ -60,8 +59,7 @@ def image_into(img: Image.Image, spec: PreprocessSpec, out: np.ndarray) -> Faces
         return None
     found = faces_into(img, spec, out)
     if not found.faces:
-        raise DecodeError(Status.NO_FACE, f"no face of at least {spec.faces.min_face} px found "
-                                          f"(--faces off scores the whole image)")
+        raise no_face_error(spec.faces.min_face)
     return found
 
 

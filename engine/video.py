@@ -20,7 +20,7 @@ from PIL import Image
 
 from .backends.base import Backend
 from .decode import DecodeError, Status
-from .face_frontend import FacesFound, faces_into
+from .face_frontend import FacesFound, faces_into, no_face_error
 from .pipeline import Row, face_rows, infer_rows, result_row
 from .spec import PreprocessSpec
 
@@ -131,9 +131,8 @@ def _score_video(backend: Backend, spec: PreprocessSpec, path: Path, threshold: 
     if frames_seen == 0:
         yield Row(str(path), None, None, Status.DECODE_ERROR, "no frame could be decoded", frames=0)
     elif not scores:
-        yield Row(str(path), None, None, Status.NO_FACE,
-                  f"no face of at least {spec.faces.min_face} px in {frames_seen} sampled frames",
-                  faces=found_faces, frames=frames_seen)
+        yield result_row(str(path), no_face_error(spec.faces.min_face, f"in {frames_seen} sampled frames"), None,
+                         threshold, temperature, faces=found_faces, frames=frames_seen)
     else:
         s = aggregate(scores)
         yield Row(str(path), s, "fake" if s >= threshold else "real", Status.OK, faces=found_faces,

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dfx.engine.decode import DecodeError, Status, load_image
+from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.errors import DfxError
 from dfx.engine.face_crop import crop_face, measure_framing
 from dfx.engine.face_detect import get_detector
+from dfx.engine.face_frontend import no_face_error
 from dfx.engine.spec import FaceCrop, PreprocessSpec
 
 from .options import TRAIN_FACE_MODES
@@ -79,5 +80,5 @@ def load_training_image(path: str | Path, spec: PreprocessSpec) -> Image.Image:
     img = load_image(path)
     faces = get_detector(crop.detector, min_face=crop.min_face).detect(img)
     if not faces:
-        raise DecodeError(Status.NO_FACE, f"no face of at least {crop.min_face} px found")
+        raise no_face_error(crop.min_face, "")
     return crop_face(img, faces[0], crop)
