@@ -1,7 +1,8 @@
 """Videos: sample frames, find and score their faces, one row per video (``pip install 'dfx[video]'``: PyAV).
 
 Frames are decoded in order (seeking is slower than decoding for the short clips this is for) and sampled at
-``fps`` per second of presentation time, at most ``max_frames`` per video. Each sampled frame goes through the
+``fps`` per second of presentation time, at most ``max_frames`` per video: a longer video is sampled more
+sparsely so that the samples still span all of it. Each sampled frame goes through the
 face front-end exactly as an image does (:func:`dfx.engine.face_frontend.faces_into`), crops are scored in
 batches, and the video's score is the **mean of its top-quartile face scores** (the highest ⌈n/4⌉ of the n face
 scores): a fake face that shows in part of the video still counts, while one odd frame of a real video does
@@ -62,6 +63,9 @@ def _frames(path: Path, fps: float, max_frames: int) -> Iterator[tuple[int, obje
             raise DecodeError(Status.NOT_IMAGE, "the file has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        # A video longer than max_frames / fps is sampled more sparsely, so the samples still span all of it.
+        duration = container.duration / av.time_base if container.duration else None
+        interval = max(1.0 / fps, duration / max_frames if duration else 0.0)
         next_t, taken = 0.0, 0
         for index, frame in enumerate(container.decode(stream)):
             t = frame.time if frame.time is not None else index / float(stream.average_rate or 25)
@@ -69,7 +73,7 @@ def _frames(path: Path, fps: float, max_frames: int) -> Iterator[tuple[int, obje
                 continue
             yield index, upright(frame)
             taken += 1
-            next_t = t + 1.0 / fps
+            next_t = t + interval
             if taken >= max_frames:
                 return
 
@@ -98,14 +102,14 @@ def _score_all(backend: Backend, spec: PreprocessSpec, paths: Iterable[Path], th
         for p in paths:
             yield Row(str(p), None, None, Status.DECODE_ERROR, "video needs PyAV: pip install 'dfx[video]'")
         return
-    span = spec.faces.max_faces
     for path in paths:
-        yield from _score_video(backend, spec, path, threshold, fps, per_frame, max_frames, span)
+        yield from _score_video(backend, spec, path, threshold, fps, per_frame, max_frames)
 
 
 def _score_video(backend: Backend, spec: PreprocessSpec, path: Path, threshold: float, fps: float, per_frame: bool,
-                 max_frames: int, span: int) -> Iterator[Row]:
+                 max_frames: int) -> Iterator[Row]:
     temperature = backend.info.temperature
+    span = spec.faces.max_faces
     buf = np.empty((span, 3, *spec.input_size), np.float32)
     frames_seen, found_faces, scores, detail = 0, 0, [], []
     try:
@@ -130,9 +134,12 @@ def _score_video(backend: Backend, spec: PreprocessSpec, path: Path, threshold: 
     yield from detail
     if frames_seen == 0:
         yield Row(str(path), None, None, Status.DECODE_ERROR, "no frame could be decoded", frames=0)
-    elif not scores:
+    elif not found_faces:
         yield result_row(str(path), no_face_error(spec.faces.min_face, f"in {frames_seen} sampled frames"), None,
-                         threshold, temperature, faces=found_faces, frames=frames_seen)
+                         threshold, temperature, faces=0, frames=frames_seen)
+    elif not scores:  # faces, but every logit was NaN or infinite
+        yield result_row(str(path), None, float("nan"), threshold, temperature, faces=found_faces,
+                         frames=frames_seen)
     else:
         s = aggregate(scores)
         yield Row(str(path), s, "fake" if s >= threshold else "real", Status.OK, faces=found_faces,

@@ -122,3 +122,12 @@ def test_frames_with_a_display_rotation_are_turned_upright():
     turned = video.upright(Frame(-90))  # FFmpeg's display matrix: 90° clockwise (a portrait phone video)
     assert turned.size == (20, 40) and turned.getpixel((19, 39)) == (255, 255, 255)
     assert video.upright(Frame(90)).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_a_long_video_is_sampled_across_its_whole_length(face_model, tmp_path):
+    from dfx.engine.select import open_backend
+
+    clip = write_video(tmp_path / "long.mp4", frames=40, rate=10)  # 4 s; at most 4 samples at 2 fps → every 1 s
+    with open_backend(face_model, "onnxruntime-cpu") as be:
+        rows = list(video.score_videos(be, be.info.spec, [clip], 0.5, fps=2, per_frame=True, max_frames=4))
+    assert [r.frame for r in rows[:-1]] == [0, 10, 20, 30] and rows[-1].frames == 4
