@@ -286,12 +286,17 @@ def _log_epoch(epoch: int, epochs: int, loss: float, m: dict, ips: float, best: 
              epoch, epochs, loss, m["acc"], m["auc"], m["ap"], m["eer"], ips, best, best_epoch)
 
 
-def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec) -> tuple[DataSplits, ImageCache | None,
-                                                                               list[int] | None]:
-    """The splits with unreadable files dropped, and the once-decoded training images with each sample's row."""
+def _splits(cfg: TrainConfig, out: Path) -> DataSplits:
+    """The run's training and validation samples (the stored split when the run folder has one)."""
     split_path = out / "split.json"
     splits = load_splits([Path(d) for d in cfg.data], cfg.val_fraction, cfg.seed, stored=load_split(split_path))
     save_split(split_path, splits.split_record)
+    return splits
+
+
+def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec,
+                  splits: DataSplits) -> tuple[DataSplits, ImageCache | None, list[int] | None]:
+    """The splits with unreadable files dropped, and the once-decoded training images with each sample's row."""
     cache, errors = decode_once([s.path for s in splits.train], spec, cfg.cache, out)
     rows = None
     if cache is None:
@@ -387,11 +392,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     if cfg.init_from and fresh:
         _init_weights(model, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.faces != "off":  # before the data check: with --faces detect, a photo without a face is dropped there
-        paths = [s.path for s in load_splits([Path(d) for d in cfg.data], cfg.val_fraction, cfg.seed,
-                                             stored=load_split(out / "split.json")).train]
-        spec = face_spec(cfg.faces, spec, paths, cfg.seed, cfg.face_scale)
-    splits, cache, rows = _prepare_data(cfg, out, spec)
+    splits = _splits(cfg, out)
+    # The face crop before the data check: with --faces detect, a photo without a face is dropped there.
+    spec = face_spec(cfg.faces, spec, [s.path for s in splits.train], cfg.seed, cfg.face_scale)
+    splits, cache, rows = _prepare_data(cfg, out, spec, splits)
     log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
              len(splits.train), len(splits.val), device)
 
