@@ -70,6 +70,9 @@ def _unseen(files: Iterator[Path], done: set[str], summary: ScanSummary, bar) ->
             yield f
 
 
+_VIDEO_WITHOUT_FACES = "a video: videos are scored by their faces, and this run does not look for faces (--faces on)"
+
+
 def _images_only(files: Iterator[Path], videos: list[Path]) -> Iterator[Path]:
     """``files`` without the videos, which are set aside in ``videos`` (scored after the images)."""
     for f in files:
@@ -173,6 +176,7 @@ def scan(
                           + (f", faces by {spec.faces.detector}" if spec.faces else ""),
                           model=f"{be.info.arch} from {be.path.name}")
     fields = FACE_FIELDS if spec.faces is not None else FIELDS
+    run_threshold = be.info.threshold if threshold is None else threshold
     with contextlib.ExitStack() as stack:
         if output is not None:
             stack.enter_context(output_lock(output))
@@ -183,8 +187,7 @@ def scan(
             else:
                 _count_into(bar, inputs, recursive)
         if output is not None:  # another model's, threshold's or face crop's rows: refused before reading them
-            record = OutputRecord.for_run(be.info, be.info.threshold if threshold is None else threshold, artifact,
-                                          spec.faces)
+            record = OutputRecord.for_run(be.info, run_threshold, artifact, spec.faces)
             claim_output(output, record, appending=appends(output, resume))
         done = already_scored(Path(output), fmt, fields) if resume and output else set()
         if done:
@@ -199,11 +202,11 @@ def scan(
                 rows = score_files(be, images, batch_size, threads, threshold, decode=decode, faces=faces)
                 # Videos after the images: their frames decode in order, not in the pool. Only a video named
                 # explicitly reaches here with faces off; it gets a row saying why it was not scored.
-                rows = itertools.chain(rows, score_videos(be, spec, videos, be.info.threshold if threshold is None
-                                                          else threshold, fps, per_frame) if spec.faces else
-                                       (Row(str(v), None, None, Status.NOT_IMAGE, "a video: videos are scored by "
-                                            "their faces, and this run does not look for faces (--faces on)")
-                                        for v in videos))
+                if spec.faces is not None:
+                    rows = itertools.chain(rows, score_videos(be, spec, videos, run_threshold, fps, per_frame))
+                else:
+                    rows = itertools.chain(rows, (Row(str(v), None, None, Status.NOT_IMAGE, _VIDEO_WITHOUT_FACES)
+                                                  for v in videos))
                 for i, row in enumerate(rows):
                     writer.write(row)
                     if row.face is not None or row.frame is not None:
