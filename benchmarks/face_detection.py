@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from dfx.engine.calibration import calibrated
 from dfx.engine.default_model import default_model_path
 from dfx.engine.face_crop import crop_face
 from dfx.engine.face_detect import get_detector
@@ -88,9 +89,7 @@ def _matches(face, box: tuple[int, int, int, int]) -> bool:
 
 
 def _score(be, img: Image.Image, spec) -> float:
-    x = preprocess(img, spec)[None]
-    z = float(be.infer(x)[0]) / be.info.temperature
-    return 1.0 / (1.0 + np.exp(-z))
+    return float(calibrated(be.infer(preprocess(img, spec)[None]), be.info.temperature)[0])
 
 
 def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int, crop: FaceCrop | None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -41,6 +42,7 @@ def crop_face(image: Image.Image, face: Face, crop: FaceCrop) -> Image.Image:
     return image.crop(crop_box(face, image.size, crop))
 
 
+@dataclass(frozen=True)
 class Framing:
     """How face crops are framed around the detector's box, measured on crops (see :func:`measure_framing`).
 
@@ -51,12 +53,13 @@ class Framing:
         seen: crops looked at.
     """
 
-    def __init__(self, scale: float, shift: float, measured: int, seen: int):
-        self.scale, self.shift, self.measured, self.seen = scale, shift, measured, seen
+    scale: float
+    shift: float
+    measured: int
+    seen: int
 
-    def __repr__(self) -> str:
-        return (f"Framing(scale={self.scale:.3f}, shift={self.shift:+.3f}, measured={self.measured} "
-                f"of {self.seen} crops)")
+    def __str__(self) -> str:
+        return f"scale {self.scale:.3f}, shift {self.shift:+.3f} ({self.measured} of {self.seen} crops)"
 
 
 def measure_framing(crops: Iterable[tuple[int, int, list[Face]]]) -> Framing | None:

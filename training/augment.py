@@ -19,13 +19,14 @@ from dfx.engine.errors import DfxError
 
 from .options import AUGMENTATIONS, CROP_MIN_AREA
 
-__all__ = ["Augment", "AUGMENTATIONS"]
+__all__ = ["Augment", "AUGMENTATIONS", "uniform"]
 
 # name → probability of being applied to an image
 
 
-def _u() -> float:
-    return float(torch.rand(()))
+def uniform(lo: float = 0.0, hi: float = 1.0) -> float:
+    """A draw from U(lo, hi) on torch's RNG: the one source of augmentation randomness (seeded per sample)."""
+    return lo + (hi - lo) * float(torch.rand(()))
 
 
 class Augment:
@@ -44,19 +45,19 @@ class Augment:
 
     def __call__(self, img: Image.Image) -> Image.Image:
         on = self.enabled
-        if "flip" in on and _u() < AUGMENTATIONS["flip"]:
+        if "flip" in on and uniform() < AUGMENTATIONS["flip"]:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        if "crop" in on and _u() < AUGMENTATIONS["crop"]:
+        if "crop" in on and uniform() < AUGMENTATIONS["crop"]:
             top, left, h, w = T.RandomResizedCrop.get_params(img, scale=(CROP_MIN_AREA, 1.0), ratio=(0.9, 1.1))
             img = img.crop((left, top, left + w, top + h))  # preprocess() resizes it back to the input size
-        if "color" in on and _u() < AUGMENTATIONS["color"]:
+        if "color" in on and uniform() < AUGMENTATIONS["color"]:
             img = self._color(img)
-        if "jpeg" in on and _u() < AUGMENTATIONS["jpeg"]:
+        if "jpeg" in on and uniform() < AUGMENTATIONS["jpeg"]:
             buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=int(30 + 65 * _u()))
+            img.save(buf, "JPEG", quality=int(30 + 65 * uniform()))
             img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-        if "blur" in on and _u() < AUGMENTATIONS["blur"]:
-            img = img.filter(ImageFilter.GaussianBlur(radius=0.1 + 1.4 * _u()))
+        if "blur" in on and uniform() < AUGMENTATIONS["blur"]:
+            img = img.filter(ImageFilter.GaussianBlur(radius=0.1 + 1.4 * uniform()))
         return img
 
     def __repr__(self) -> str:

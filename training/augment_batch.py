@@ -26,6 +26,7 @@ from PIL import Image
 from dfx.engine.errors import DfxError
 from dfx.engine.spec import PreprocessSpec
 
+from .augment import uniform
 from .options import AUGMENTATIONS, CROP_MIN_AREA
 
 __all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor"]
@@ -33,10 +34,6 @@ __all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor"]
 PARAMS = ("flip", "y0", "x0", "y1", "x1", "brightness", "contrast", "saturation", "blur_sigma")
 _MAX_SIGMA = 1.5
 _KERNEL = 2 * math.ceil(3 * _MAX_SIGMA) + 1
-
-
-def _u() -> float:
-    return float(torch.rand(()))
 
 
 class BatchAugment:
@@ -62,22 +59,22 @@ class BatchAugment:
         on = self.enabled
         p = dict(flip=0.0, y0=0.0, x0=0.0, y1=1.0, x1=1.0, brightness=1.0, contrast=1.0, saturation=1.0,
                  blur_sigma=0.0)
-        if "flip" in on and _u() < AUGMENTATIONS["flip"]:
+        if "flip" in on and uniform() < AUGMENTATIONS["flip"]:
             p["flip"] = 1.0
-        if "crop" in on and _u() < AUGMENTATIONS["crop"]:
-            area = CROP_MIN_AREA + (1.0 - CROP_MIN_AREA) * _u()
-            ratio = math.exp(math.log(0.9) + (math.log(1.1) - math.log(0.9)) * _u())
+        if "crop" in on and uniform() < AUGMENTATIONS["crop"]:
+            area = CROP_MIN_AREA + (1.0 - CROP_MIN_AREA) * uniform()
+            ratio = math.exp(math.log(0.9) + (math.log(1.1) - math.log(0.9)) * uniform())
             w, h = min(1.0, math.sqrt(area * ratio)), min(1.0, math.sqrt(area / ratio))
-            p["x0"], p["y0"] = (1.0 - w) * _u(), (1.0 - h) * _u()
+            p["x0"], p["y0"] = (1.0 - w) * uniform(), (1.0 - h) * uniform()
             p["x1"], p["y1"] = p["x0"] + w, p["y0"] + h
-        if "color" in on and _u() < AUGMENTATIONS["color"]:
-            p["brightness"], p["contrast"], p["saturation"] = (0.8 + 0.4 * _u() for _ in range(3))
-        if "jpeg" in on and _u() < AUGMENTATIONS["jpeg"]:
+        if "color" in on and uniform() < AUGMENTATIONS["color"]:
+            p["brightness"], p["contrast"], p["saturation"] = (0.8 + 0.4 * uniform() for _ in range(3))
+        if "jpeg" in on and uniform() < AUGMENTATIONS["jpeg"]:
             buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=int(30 + 65 * _u()))
+            img.save(buf, "JPEG", quality=int(30 + 65 * uniform()))
             img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-        if "blur" in on and _u() < AUGMENTATIONS["blur"]:
-            p["blur_sigma"] = 0.1 + 1.4 * _u()
+        if "blur" in on and uniform() < AUGMENTATIONS["blur"]:
+            p["blur_sigma"] = 0.1 + 1.4 * uniform()
         return img, torch.tensor([p[k] for k in PARAMS], dtype=torch.float32)
 
     # --- on the device -----------------------------------------------------------------------------------------

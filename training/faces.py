@@ -15,7 +15,6 @@ import logging
 import random
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from dfx.engine.decode import DecodeError, load_image
@@ -52,10 +51,10 @@ def face_spec(mode: str, spec: PreprocessSpec, train_paths: list[str], seed: int
     def crops():
         for p in sample:
             try:
-                arr = np.asarray(load_image(p))
+                img = load_image(p)
             except DecodeError:
                 continue
-            yield arr.shape[1], arr.shape[0], detector.detect(arr)
+            yield img.width, img.height, detector.detect(img)
 
     framing = measure_framing(crops())
     if framing is None or framing.measured < max(10, framing.seen // 4):
@@ -63,7 +62,7 @@ def face_spec(mode: str, spec: PreprocessSpec, train_paths: list[str], seed: int
         raise DfxError(f"--faces precropped: the detector found exactly one face in only {found} of {len(sample)} "
                        f"sampled training images; these do not look like face crops (use --faces detect for "
                        f"photos, or --faces off)")
-    log.info("face crops measured: %r", framing)
+    log.info("face crops measured: %s", framing)
     return spec.with_faces(FaceCrop(scale=round(framing.scale, 3), shift=round(framing.shift, 3),
                                     source="precropped"))
 

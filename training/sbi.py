@@ -14,30 +14,27 @@ do not carry. All randomness comes from torch's RNG, seeded per sample by
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+from .augment import uniform
 
 __all__ = ["self_blend", "BLEND_RATIOS"]
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # the paper's: a full blend half of the time
 
 
-def _u(lo: float = 0.0, hi: float = 1.0) -> float:
-    return lo + (hi - lo) * float(torch.rand(()))
-
-
 def _source(img: Image.Image) -> Image.Image:
     """The altered copy: colour (per-channel shift, brightness, contrast, saturation) and a small rescale/shift."""
-    arr = np.asarray(img, np.float32) + np.array([_u(-20, 20) for _ in range(3)], np.float32)
+    arr = np.asarray(img, np.float32) + np.array([uniform(-20, 20) for _ in range(3)], np.float32)
     out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    out = ImageEnhance.Brightness(out).enhance(_u(0.9, 1.1))
-    out = ImageEnhance.Contrast(out).enhance(_u(0.9, 1.1))
-    out = ImageEnhance.Color(out).enhance(_u(0.85, 1.15))
-    if _u() < 0.5:  # sharpen or soften: the frequency mismatch of a re-rendered face
-        out = out.filter(ImageFilter.SHARPEN if _u() < 0.5 else ImageFilter.GaussianBlur(_u(0.5, 1.2)))
+    out = ImageEnhance.Brightness(out).enhance(uniform(0.9, 1.1))
+    out = ImageEnhance.Contrast(out).enhance(uniform(0.9, 1.1))
+    out = ImageEnhance.Color(out).enhance(uniform(0.85, 1.15))
+    if uniform() < 0.5:  # sharpen or soften: the frequency mismatch of a re-rendered face
+        out = out.filter(ImageFilter.SHARPEN if uniform() < 0.5 else ImageFilter.GaussianBlur(uniform(0.5, 1.2)))
     w, h = img.size
-    s = _u(0.95, 1.05)
-    dx, dy = _u(-0.03, 0.03) * w, _u(-0.03, 0.03) * h
+    s = uniform(0.95, 1.05)
+    dx, dy = uniform(-0.03, 0.03) * w, uniform(-0.03, 0.03) * h
     # affine inverse map: output (x, y) samples input ((x - cx) / s + cx - dx, ...)
     cx, cy = w / 2, h / 2
     return out.transform((w, h), Image.Transform.AFFINE,
@@ -46,12 +43,12 @@ def _source(img: Image.Image) -> Image.Image:
 
 def _mask(w: int, h: int) -> np.ndarray:
     """A soft elliptical face mask in [0, 1], scaled by a random blend ratio."""
-    cx, cy = w * _u(0.45, 0.55), h * _u(0.48, 0.58)
-    ax, ay = w * _u(0.26, 0.38), h * _u(0.32, 0.46)
+    cx, cy = w * uniform(0.45, 0.55), h * uniform(0.48, 0.58)
+    ax, ay = w * uniform(0.26, 0.38), h * uniform(0.32, 0.46)
     m = Image.new("L", (w, h), 0)
     ImageDraw.Draw(m).ellipse((cx - ax, cy - ay, cx + ax, cy + ay), fill=255)
-    m = m.filter(ImageFilter.GaussianBlur(max(1.0, _u(0.02, 0.08) * min(w, h))))
-    ratio = BLEND_RATIOS[int(_u() * len(BLEND_RATIOS)) % len(BLEND_RATIOS)]
+    m = m.filter(ImageFilter.GaussianBlur(max(1.0, uniform(0.02, 0.08) * min(w, h))))
+    ratio = BLEND_RATIOS[int(uniform() * len(BLEND_RATIOS)) % len(BLEND_RATIOS)]
     return np.asarray(m, np.float32)[..., None] / 255.0 * ratio
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 import dfx
 from dfx.engine import metrics as M
 from dfx.engine.artifact import ModelInfo, atomic_write_text
+from dfx.engine.calibration import calibrated, calibration_report
 from dfx.engine.errors import DfxError
 from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec
@@ -192,8 +193,7 @@ def predict(model: torch.nn.Module, samples: list[Sample] | list[str], spec: Pre
             temperature: float = 1.0) -> np.ndarray:
     """P(fake) for each file, decoded and preprocessed exactly as the runtime does (no augmentation), as
     ``sigmoid(logit / temperature)`` like the runtime."""
-    z = predict_logits(model, samples, spec, batch_size, device, workers) / temperature
-    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+    return calibrated(predict_logits(model, samples, spec, batch_size, device, workers), temperature).astype(np.float32)
 
 
 @torch.no_grad()
@@ -541,8 +541,6 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
 def _calibrate(path: Path, val: list[Sample], cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     """Fits a temperature to the kept model's validation logits and stores it, with the threshold the policy picks
     on the calibrated scores, in the checkpoint; returns its metrics with the report under ``calibration``."""
-    from dfx.engine.calibration import calibration_report
-
     model, info = load_checkpoint(path)
     logits = predict_logits(model.to(device), val, info.spec, cfg.batch_size, device, cfg.workers)
     labels = np.array([s.label for s in val])
