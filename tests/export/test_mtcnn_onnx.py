@@ -20,10 +20,10 @@ def test_shipped_network_matches_its_definition(name):
     path = MODEL_DIR / f"mtcnn-{name}.onnx"
     inits = onnx.load(str(path)).graph.initializer
     named = {i.name: numpy_helper.to_array(i) for i in inits if not i.name.startswith("onnx::")}
-    prelus = [numpy_helper.to_array(i) for i in inits if i.name.startswith("onnx::PRelu")]
+    prelus = [numpy_helper.to_array(i) for i in inits if i.name.startswith("onnx::Mul")]
     net = cls().eval()
     state = {k: torch.from_numpy(v.copy()) for k, v in named.items()}
-    # The exporter renames the PReLU slopes of conv layers (onnx::PRelu_N, in order); a dense layer's keeps its name.
+    # The exporter stores the PReLU slopes, reshaped for broadcasting, as onnx::Mul_N (in order).
     prelu_keys = [k for k in net.state_dict() if k.startswith("prelu") and k not in named]
     assert len(prelu_keys) == len(prelus)
     state |= {k: torch.from_numpy(v.reshape(-1).copy()) for k, v in zip(prelu_keys, prelus)}
