@@ -170,7 +170,7 @@ def scan(
     if first is None:  # stop before anything is written, and say why
         raise DfxError(explain_no_images(inputs, recursive))
     files = itertools.chain([first], files)
-    decode = resolve_decode_mode(decode)
+    decode = resolve_decode_mode(decode, spec.faces is not None)
     check_buffers_fit(DEPTH + 1, min(batch_size, be.max_batch or batch_size), be.info.spec)  # before any output
     summary = ScanSummary(backend=f"{be.name} ({be.device}), {decode} decoding"
                           + (f", faces by {spec.faces.detector}" if spec.faces else ""),

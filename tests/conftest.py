@@ -126,3 +126,21 @@ def bad_corpus(tmp_path_factory) -> dict[str, Path]:
 
 EXPECTED_STATUS = {"empty": "empty_file", "truncated": "truncated", "not_image": "not_an_image",
                    "bomb": "too_large"}
+
+
+@pytest.fixture
+def marker_detector(monkeypatch):
+    """Registers the stand-in detector (tests/engine/_marker_detector.py) as ``marker`` — in this process only, so
+    ``auto`` decoding stays on threads here (it takes worker processes for faces, which would not know it)."""
+    import importlib
+
+    from dfx.engine import decode_pool, face_detect
+
+    monkeypatch.setitem(face_detect.FACE_DETECTORS, "marker", "tests.engine._marker_detector:MarkerDetector")
+    real = decode_pool.resolve_decode_mode
+
+    def threads_for_auto(mode: str = "auto", faces: bool = False) -> str:
+        return "threads" if mode == "auto" else real(mode, faces)
+
+    monkeypatch.setattr(decode_pool, "resolve_decode_mode", threads_for_auto)
+    monkeypatch.setattr(importlib.import_module("dfx.engine.scan"), "resolve_decode_mode", threads_for_auto)

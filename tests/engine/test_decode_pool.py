@@ -105,7 +105,7 @@ def test_shared_memory_too_small_is_a_clear_error_and_auto_falls_back(monkeypatc
     monkeypatch.setattr(dp.os, "statvfs", lambda _: type("S", (), {"f_bavail": 1, "f_frsize": 4096})())
     with pytest.raises(DfxError, match="shared memory.*--decode threads"):
         ProcessDecodePool(spec, 2, 8, workers=1)
-    monkeypatch.setattr("dfx.engine.decode_pool.resolve_decode_mode", lambda mode="auto": "processes")
+    monkeypatch.setattr("dfx.engine.decode_pool.resolve_decode_mode", lambda mode="auto", faces=False: "processes")
     with open_decode_pool("auto", spec, 2, 8, workers=1) as pool:
         assert isinstance(pool, ThreadDecodePool)
     assert _our_shm() == []
@@ -114,6 +114,8 @@ def test_shared_memory_too_small_is_a_clear_error_and_auto_falls_back(monkeypatc
 def test_auto_rule_and_unknown_mode(monkeypatch):
     monkeypatch.setattr("dfx.engine.decode_pool.usable_cpus", lambda: 2)
     assert resolve_decode_mode("auto") == "threads"
+    assert resolve_decode_mode("auto", faces=True) == "processes"
+    assert resolve_decode_mode("threads", faces=True) == "threads"
     monkeypatch.setattr("dfx.engine.decode_pool.usable_cpus", lambda: 16)
     assert resolve_decode_mode("auto") == "processes"
     assert resolve_decode_mode("threads") == "threads"

@@ -26,9 +26,7 @@ from tests.conftest import make_image, shared_path
 MARKER = FaceCrop(detector="marker", scale=1.0, min_face=12, max_faces=2)
 
 
-@pytest.fixture(autouse=True)
-def marker_detector(monkeypatch):
-    monkeypatch.setitem(face_detect.FACE_DETECTORS, "marker", "tests.engine._marker_detector:MarkerDetector")
+pytestmark = pytest.mark.usefixtures("marker_detector")
 
 
 def with_faces(onnx_path: Path, crop: FaceCrop | None, dst: Path) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfx.engine import face_detect, video
+from dfx.engine import video
 from dfx.engine.scan import scan
 from dfx.engine.spec import FaceCrop
 from tests.conftest import make_image
@@ -19,9 +19,7 @@ from tests.engine.test_faces import with_faces
 av = pytest.importorskip("av", reason="the video extra (PyAV) is not installed")
 
 
-@pytest.fixture(autouse=True)
-def marker_detector(monkeypatch):
-    monkeypatch.setitem(face_detect.FACE_DETECTORS, "marker", "tests.engine._marker_detector:MarkerDetector")
+pytestmark = pytest.mark.usefixtures("marker_detector")
 
 
 @pytest.fixture

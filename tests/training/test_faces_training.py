@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfx.engine import face_detect
 from dfx.engine.errors import DfxError
 from dfx.engine.spec import FaceCrop, PreprocessSpec
 from dfx.training import faces as F
@@ -15,10 +14,7 @@ from dfx.training.checkpoint import load_checkpoint
 
 from ..conftest import make_image, shared_path, write_split
 
-
-@pytest.fixture(autouse=True)
-def marker_detector(monkeypatch):
-    monkeypatch.setitem(face_detect.FACE_DETECTORS, "marker", "tests.engine._marker_detector:MarkerDetector")
+pytestmark = pytest.mark.usefixtures("marker_detector")
 
 
 def test_precropped_records_the_framing_measured_on_real_face_crops(tmp_path):
