@@ -21,10 +21,27 @@ def test_scenes_hold_the_pasted_faces_without_overlap_inside_the_image():
 
 
 def test_the_table_has_a_row_per_source_and_the_targets():
-    per = {"a": {"faces": 10, "found": 9, "recall": 0.9, "consistent": 0.5, "consistent_default": 0.6}}
+    per = {"a": {"faces": 10, "found": 9, "recall": 0.9, "consistent": 0.5, "consistent_default": 0.6,
+                 "tolerance_zoom": 0.7, "tolerance_shift": 0.8}}
     r = {"machine": "m", "model": "x.onnx", "crop": {}, "scenes_per_source": 5, "min_side": 64, "seed": 0,
-         "per_source": per, "recall": 0.9, "consistent": 0.5, "consistent_default": 0.6,
+         "per_source": per, "recall": 0.9, "consistent": 0.5, "consistent_default": 0.6, "tolerance_zoom": 0.7,
+         "tolerance_shift": 0.8,
          "false_detection_rate": 0.0, "empty_scenes": 5, "detect_ms_per_scene": 20.0, "cost_files": 10,
          "img_per_s_faces_off": 100.0, "img_per_s_faces_on": 50.0, "faces_on_over_off": 0.5}
     md = _markdown(r)
-    assert "| a | 10 | 0.900 | 0.500 | 0.600 |" in md and "**0.50×**" in md
+    assert "| a | 10 | 0.900 | 0.500 | 0.600 | 0.700 / 0.800 |" in md and "**0.50×**" in md
+
+
+def test_recut_zooms_about_the_centre_and_shifts_right():
+    from PIL import Image
+
+    from dfx.benchmarks.face_detection import _recut
+
+    img = Image.new("RGB", (200, 100))
+    assert _recut(img, 1.0, 0.0).getbbox() is None and _recut(img, 1.0, 0.0).size == (200, 100)
+    img.paste((255, 255, 255), (0, 0, 100, 100))  # left half white
+    tight = _recut(img, 0.9, 0.0)
+    assert tight.size == (180, 90) and tight.getpixel((89, 45)) == (255, 255, 255)
+    assert tight.getpixel((90, 45)) == (0, 0, 0)
+    moved = _recut(img, 1.0, 0.05)  # 10 px to the right: the white half ends 10 px earlier
+    assert moved.getpixel((89, 50)) == (255, 255, 255) and moved.getpixel((90, 50)) == (0, 0, 0)
