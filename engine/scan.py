@@ -170,9 +170,11 @@ def scan(
     if first is None:  # stop before anything is written, and say why
         raise DfxError(explain_no_images(inputs, recursive))
     files = itertools.chain([first], files)
-    decode = resolve_decode_mode(decode, spec.faces is not None)
+    # The mode is resolved here for the summary only: the pool gets ``decode`` itself, so that ``auto`` can still
+    # fall back to threads when worker processes cannot start.
+    mode = resolve_decode_mode(decode, spec.faces is not None)
     check_buffers_fit(DEPTH + 1, min(batch_size, be.max_batch or batch_size), be.info.spec)  # before any output
-    summary = ScanSummary(backend=f"{be.name} ({be.device}), {decode} decoding"
+    summary = ScanSummary(backend=f"{be.name} ({be.device}), {mode} decoding"
                           + (f", faces by {spec.faces.detector}" if spec.faces else ""),
                           model=f"{be.info.arch} from {be.path.name}")
     fields = FACE_FIELDS if spec.faces is not None else FIELDS

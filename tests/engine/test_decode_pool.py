@@ -143,6 +143,24 @@ def test_workers_that_cannot_start_are_an_error_not_an_endless_respawn(tmp_path,
     assert _our_shm() == []
 
 
+def test_a_scan_on_auto_falls_back_to_threads_when_worker_processes_cannot_start(tiny_onnx, bad_corpus, tmp_path,
+                                                                                 monkeypatch, caplog):
+    from dfx.engine.scan import scan
+
+    def cannot_start(*args, **kwargs):
+        raise DfxError("decode worker processes keep dying (the last one exited with status 1)")
+
+    monkeypatch.setattr("dfx.engine.decode_pool.usable_cpus", lambda: 16)  # auto picks processes
+    monkeypatch.setattr(ProcessDecodePool, "__init__", cannot_start)
+    out = tmp_path / "s.csv"
+    s = scan([bad_corpus["rgb"]], engine=tiny_onnx, backend=CPU, output=str(out), progress=False)
+    assert s.scored == 1
+    assert "decoding on threads instead" in caplog.text
+    with pytest.raises(DfxError, match="keep dying"):  # asked for by name: no silent substitute
+        scan([bad_corpus["rgb"]], engine=tiny_onnx, backend=CPU, output=str(tmp_path / "p.csv"), progress=False,
+             decode="processes")
+
+
 @pytest.mark.parametrize("signame, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
 def test_ctrl_c_or_sigterm_on_a_process_scan_keeps_whole_batches_and_cleans_up(tiny_onnx, tmp_path, signame, code,
                                                                                word):
