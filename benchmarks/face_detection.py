@@ -11,6 +11,8 @@ scenes have no face at all. Measured, with the model's own face crop (the artifa
 - consistency: |score of the face found in the scene − score of its own crop| ≤ 0.05, with the crop scored two
   ways: whole (``--faces off``, how the crop file itself scores as an image) and as ``dfx-infer`` scores it by
   default (its face detected and cropped again);
+- box stability: how far the box found in the scene (mapped back onto the crop) lies from the box found on the
+  crop itself — side and centre differences in box sides;
 - framing tolerance: how often the crop's own score stays within 0.05 when the crop is re-cut 5 % tighter, or
   moved by 3 % of its side — the model's own sensitivity to framing, which bounds the consistency any detector
   can reach with box jitter of that size;
@@ -95,6 +97,20 @@ def _score(be, img: Image.Image, spec) -> float:
     return float(calibrated(be.infer(preprocess(img, spec)[None]), be.info.temperature)[0])
 
 
+def _box_difference(in_scene, on_crop, pasted: tuple[int, int, int, int], crop_side: int) -> tuple[float, float]:
+    """Side and centre difference, in the crop's box sides, of a face's box in the scene and on its own crop."""
+    x0, y0, x1, _ = pasted
+    k = crop_side / (x1 - x0)  # scene pixels → crop pixels
+    a = [(v - o) * k for v, o in zip(in_scene.box, (x0, y0, x0, y0))]
+    b, side = on_crop.box, on_crop.side
+    centre = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2)
+    return abs(max(a[2] - a[0], a[3] - a[1]) / side - 1), float(centre / side)
+
+
+def _median_p90(values: list[float]) -> list[float]:
+    return [float(np.median(values)), float(np.percentile(values, 90))] if values else [float("nan")] * 2
+
+
 def _recut(img: Image.Image, zoom: float, shift: float) -> Image.Image:
     """``img`` cut again: a ``zoom`` × side square about its centre moved right by ``shift`` × side."""
     w, h = img.size
@@ -104,7 +120,7 @@ def _recut(img: Image.Image, zoom: float, shift: float) -> Image.Image:
 
 def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int, crop: FaceCrop | None,
                   cost_files: int) -> dict:
-    """Runs the four measurements (see the module docstring) and returns them as a dict."""
+    """Runs the measurements (see the module docstring) and returns them as a dict."""
     rng = np.random.default_rng(seed)
     be = open_backend(model, "onnxruntime-cpu")
     be.activate()
@@ -114,6 +130,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
     per_source: dict[str, dict] = {}
     false_scenes = empty_scenes = 0
     t_detect = n_detect = 0.0
+    side_diffs, centre_diffs = [], []
     for source, paths in files.items():
         found = total = consistent = consistent_default = compared = tight = moved = 0
         for _ in range(scenes):
@@ -133,6 +150,10 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
                 s_crop = _score(be, crop_img, spec)
                 own = detector.detect(crop_img)
                 s_default = _score(be, crop_face(crop_img, own[0], spec.faces), spec) if own else None
+                if own:
+                    side, centre = _box_difference(hit[0], own[0], box, crop_img.size[0])
+                    side_diffs.append(side)
+                    centre_diffs.append(centre)
                 compared += 1
                 consistent += abs(s_scene - s_crop) <= 0.05
                 consistent_default += s_default is not None and abs(s_scene - s_default) <= 0.05
@@ -159,6 +180,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
            for k in ("consistent_default", "tolerance_zoom", "tolerance_shift")},
         "false_detection_rate": false_scenes / max(empty_scenes, 1), "empty_scenes": empty_scenes,
         "detect_ms_per_scene": 1000 * t_detect / max(n_detect, 1), **cost,
+        "box_side_diff": _median_p90(side_diffs), "box_centre_diff": _median_p90(centre_diffs),
     }
 
 
@@ -190,6 +212,10 @@ def _markdown(r: dict) -> str:
               f"{r['tolerance_zoom']:.3f} / {r['tolerance_shift']:.3f} |", "",
               f"- False detections: {r['false_detection_rate']:.3f} of {r['empty_scenes']} face-free scenes.",
               f"- Detection: {r['detect_ms_per_scene']:.1f} ms per scene (640–1600 px wide), one thread.",
+              f"- Box stability (the box found in the scene, mapped onto the crop, against the box found on the crop; "
+              f"in box sides): side differs by {r['box_side_diff'][0]:.3f} (median; 90th percentile "
+              f"{r['box_side_diff'][1]:.3f}), centre by {r['box_centre_diff'][0]:.3f} "
+              f"({r['box_centre_diff'][1]:.3f}).",
               f"- Cost on {r['cost_files']} validation files (score_files, batch 32, best of 3 interleaved rounds): "
               f"{r['img_per_s_faces_off']:.0f} img/s with faces off, {r['img_per_s_faces_on']:.0f} with faces on: "
               f"**{r['faces_on_over_off']:.2f}×**.", ""]

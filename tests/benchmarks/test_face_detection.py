@@ -27,9 +27,11 @@ def test_the_table_has_a_row_per_source_and_the_targets():
          "per_source": per, "recall": 0.9, "consistent": 0.5, "consistent_default": 0.6, "tolerance_zoom": 0.7,
          "tolerance_shift": 0.8,
          "false_detection_rate": 0.0, "empty_scenes": 5, "detect_ms_per_scene": 20.0, "cost_files": 10,
-         "img_per_s_faces_off": 100.0, "img_per_s_faces_on": 50.0, "faces_on_over_off": 0.5}
+         "img_per_s_faces_off": 100.0, "img_per_s_faces_on": 50.0, "faces_on_over_off": 0.5,
+         "box_side_diff": [0.02, 0.07], "box_centre_diff": [0.017, 0.048]}
     md = _markdown(r)
     assert "| a | 10 | 0.900 | 0.500 | 0.600 | 0.700 / 0.800 |" in md and "**0.50×**" in md
+    assert "side differs by 0.020 (median; 90th percentile 0.070), centre by 0.017 (0.048)" in md
 
 
 def test_recut_zooms_about_the_centre_and_shifts_right():
@@ -45,3 +47,16 @@ def test_recut_zooms_about_the_centre_and_shifts_right():
     assert tight.getpixel((90, 45)) == (0, 0, 0)
     moved = _recut(img, 1.0, 0.05)  # 10 px to the right: the white half ends 10 px earlier
     assert moved.getpixel((89, 50)) == (255, 255, 255) and moved.getpixel((90, 50)) == (0, 0, 0)
+
+
+def test_box_difference_is_measured_on_the_crop_in_its_box_sides():
+    from dfx.benchmarks.face_detection import _box_difference
+    from dfx.engine.face_detect import Face
+
+    own = Face((50.0, 50.0, 150.0, 150.0), 0.99)  # on a 200-px crop
+    pasted = (300, 100, 400, 200)  # the crop pasted at half size
+    same = Face((325.0, 125.0, 375.0, 175.0), 0.99)
+    assert _box_difference(same, own, pasted, 200) == (0.0, 0.0)
+    moved_bigger = Face((330.0, 125.0, 385.0, 180.0), 0.99)  # 10 % larger, centre 15 px right and 5 px down (crop px)
+    side, centre = _box_difference(moved_bigger, own, pasted, 200)
+    assert abs(side - 0.1) < 1e-9 and abs(centre - np.hypot(15, 5) / 100) < 1e-9
