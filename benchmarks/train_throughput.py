@@ -3,8 +3,9 @@
 Per model, in one run on one machine:
 - ceiling: forward + backward + AdamW step on a synthetic batch already on the device (what the model allows);
 - dfx-train: images/s of its second epoch (the first pays start-up) on real data, once per variant
-  (``--variants``: ``CACHE/AUGMENT_ON[/compile]``, e.g. ``none/workers`` decodes and augments every image in the
-  DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM cache);
+  (``--variants``: ``CACHE/AUGMENT_ON[/compile][/fp32]``, e.g. ``none/workers`` decodes and augments every image
+  in the DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM cache,
+  ``/fp32`` turns mixed precision off as ``--no-amp`` does);
 - their ratio.
 
 Run from the repository root::
@@ -25,7 +26,7 @@ __all__ = ["step_ceiling", "train_rate"]
 
 
 def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20) -> float:
-    """Training images/s on a synthetic batch already on the device (mixed precision and channels_last on CUDA, as
+    """Training images/s on a synthetic batch already on the device (mixed precision and channels_last as
     dfx-train)."""
     import torch
 
@@ -36,11 +37,8 @@ def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20)
     use_amp, amp_dtype = _mixed_precision(dev)
     spec = get_entry(model_name).default_spec
     model, _ = create_model(model_name, spec, pretrained=False)
-    model.to(dev).train()
-    x = torch.randn(batch_size, 3, *spec.input_size, device=dev)
-    if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    model.to(dev, memory_format=torch.channels_last).train()
+    x = torch.randn(batch_size, 3, *spec.input_size, device=dev).contiguous(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     y = torch.randint(0, 2, (batch_size,), device=dev).float()
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -66,7 +64,8 @@ def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20)
 
 def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps: int, workers: int,
                device: str = "auto") -> float:
-    """dfx-train's images/s in its second epoch of ``steps`` steps, for a ``CACHE/AUGMENT_ON[/compile]`` variant."""
+    """dfx-train's images/s in its second epoch of ``steps`` steps, for a ``CACHE/AUGMENT_ON[/compile][/fp32]``
+    variant."""
     from dfx.training.report import read_metrics
     from dfx.training.trainer import TrainConfig, train
 
@@ -74,7 +73,8 @@ def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(model=model_name, data=[str(data)], out=tmp, epochs=2, batch_size=batch_size,
                           max_steps_per_epoch=steps, workers=workers, cache=cache, augment_on=augment_on,
-                          compile="compile" in rest, pretrained=False, patience=5, device=device, calibrate=False))
+                          compile="compile" in rest, amp="fp32" not in rest, pretrained=False, patience=5,
+                          device=device, calibrate=False))
         return read_metrics(Path(tmp))[-1]["images_per_s"]
 
 
@@ -87,7 +87,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="steps per epoch of the dfx-train runs")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", default="none/workers,ram/workers,ram/device",
-                   help="comma-separated CACHE/AUGMENT_ON[/compile] runs of dfx-train")
+                   help="comma-separated CACHE/AUGMENT_ON[/compile][/fp32] runs of dfx-train")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train-cpu"))
     args = p.parse_args()

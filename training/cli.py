@@ -72,6 +72,10 @@ Examples:
 @click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="auto", show_default=True,
               help="Augment each image in the DataLoader workers, or whole batches on the device (needs --cache); "
                    "auto = on the device on a GPU with the cache.")
+@click.option("--amp/--no-amp", default=True, show_default=True,
+              help="Mixed precision for the training steps where the hardware computes it natively: bf16 on "
+                   "Ampere+ GPUs and on CPUs with AVX512-BF16 or AMX, fp16 with loss scaling on older GPUs. "
+                   "Evaluation always runs in full precision.")
 @click.option("--compile", "compile", is_flag=True,
               help="torch.compile the model for the training steps (compiles for a minute or more first).")
 @click.option("--faces", type=click.Choice(TRAIN_FACE_MODES), default="off", show_default=True,

@@ -227,3 +227,26 @@ def test_the_trained_model_does_not_depend_on_the_number_of_workers(tiny_data, t
         weights[workers] = model.state_dict()
     for key, value in weights[0].items():
         torch.testing.assert_close(weights[2][key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("caps, want", [({"avx512_bf16": True}, (True, torch.bfloat16)),
+                                        ({"amx_bf16": True, "avx512_bf16": False}, (True, torch.bfloat16)),
+                                        ({"avx512_bf16": False, "amx_bf16": False}, (False, torch.float32))])
+def test_cpu_training_uses_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, caps, want):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    assert T._mixed_precision(torch.device("cpu")) == want
+    assert T._mixed_precision(torch.device("cpu"), enabled=False) == (False, torch.float32)
+
+
+def test_no_amp_is_recorded_and_trains_in_full_precision(tiny_data, tmp_path, monkeypatch):
+    seen = []
+    real = torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True, **kw):
+        seen.append((device_type, enabled))
+        return real(device_type, dtype=dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(T.torch, "autocast", spy)
+    T.train(_cfg(tiny_data, tmp_path / "r", epochs=1, amp=False))
+    assert seen and not any(enabled for _, enabled in seen)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["amp"] is False
