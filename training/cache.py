@@ -3,7 +3,9 @@
 Every training image is decoded once at the start of a run (the runtime's :func:`load_image`, as the data check
 always did) and stored resized to the model's input size plus the margin the crop augmentation needs. The cache
 lives in RAM when it fits half of the memory available, else in a memory-mapped file in the run folder, which
-``--resume`` and later runs on the same data reuse (keyed on paths, sizes, modification times and the size).
+``--resume`` and later runs on the same data reuse (keyed on paths, sizes, modification times and the size);
+where neither has room, ``auto`` decodes every epoch instead and says so, and an explicit ``ram`` or ``disk``
+stops with the sizes before anything is decoded (a cache must never exhaust memory or fill a disk mid-run).
 Evaluation never uses it: validation images go through exactly the runtime's preprocessing.
 """
 
@@ -14,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +37,7 @@ from .options import CACHE_MODES, CROP_MIN_AREA
 __all__ = ["ImageCache", "CACHE_MODES", "decode_once", "cache_side"]
 
 log = logging.getLogger("dfx.training")
+DISK_MARGIN = 1 << 30  # free disk a disk cache leaves for checkpoints, metrics and everything else
 
 
 def cache_side(spec: PreprocessSpec) -> tuple[int, int]:
@@ -85,6 +89,33 @@ def _available_memory() -> int:
         return 0
 
 
+def _free_disk(folder: Path) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(folder).free
+
+
+def _where(mode: str, nbytes: int, folder: Path) -> str:
+    """``ram``, ``disk`` or ``none`` for ``mode`` and a cache of ``nbytes``.
+
+    Raises:
+        DfxError: an explicit ``ram`` or ``disk`` without room for it, naming the sizes and the other choices.
+    """
+    need = f"{nbytes / 2**30:.1f} GiB"
+    ram_room, disk_room = _available_memory() // 2, _free_disk(folder) - DISK_MARGIN
+    if mode == "auto":
+        mode = "ram" if nbytes <= ram_room else "disk" if nbytes <= disk_room else "none"
+        if mode == "none":
+            log.warning("the decoded training images (%s) fit neither half the free memory nor the free disk in %s; "
+                        "decoding every epoch instead", need, folder)
+    elif mode == "ram" and nbytes > ram_room:
+        raise DfxError(f"--cache ram needs {need}, more than half the free memory ({ram_room / 2**30:.1f} GiB); "
+                       f"use --cache disk or auto, or --cache none")
+    elif mode == "disk" and nbytes > disk_room:
+        raise DfxError(f"--cache disk needs {need} in {folder}, which has {max(disk_room, 0) / 2**30:.1f} GiB to "
+                       f"spare; use another --out, --cache ram or auto, or --cache none")
+    return mode
+
+
 def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
                 threads: int = 8) -> tuple[ImageCache | None, dict[int, DecodeError]]:
     """Decodes ``paths`` once into a cache (``mode``: auto, ram, disk, none).
@@ -100,11 +131,16 @@ def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
     side = cache_side(spec)
     shape = (len(paths), *side, 3)
     nbytes = int(np.prod(shape))
-    if mode == "auto":
-        mode = "ram" if nbytes <= _available_memory() // 2 else "disk"
     key = _key(paths, side, spec.interpolation, spec.faces)
     file, meta = folder / f"decoded-{key}.u8", folder / f"decoded-{key}.json"
-    if mode == "disk" and file.is_file() and meta.is_file():
+    reusable = file.is_file() and meta.is_file()
+    if mode in ("auto", "disk") and reusable:  # a disk cache of the same files already exists: no room needed
+        mode = "disk"
+    else:
+        mode = _where(mode, nbytes, folder)
+    if mode == "none":
+        return None, {}
+    if mode == "disk" and reusable:
         errors = {int(i): DecodeError(*e) for i, e in json.loads(meta.read_text())["errors"].items()}
         log.info("reusing the decoded images in %s (%.0f MiB)", file, nbytes / 2**20)
         return ImageCache(np.memmap(file, np.uint8, "r", shape=shape), file), errors

@@ -58,7 +58,8 @@ Examples:
 @click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
 @click.option("--cache", type=click.Choice(CACHE_MODES), default="none", show_default=True,
               help="Decode the training images once into RAM (ram), a memory-mapped file in the run folder (disk) "
-                   "or whichever fits (auto: RAM when it fits half the free memory); none decodes every epoch.")
+                   "or whichever fits (auto: RAM when it fits half the free memory, else disk, else none); none "
+                   "decodes every epoch.")
 @click.option("--sbi", type=float, default=0.0, show_default=True,
               help="Self-blended pseudo-fakes (Shiohara & Yamasaki, CVPR 2022) per real image and epoch, added to the "
                    "fake class: the published lever for unseen face swaps. 0 = off, at most 1.")
@@ -70,8 +71,8 @@ Examples:
 @click.option("--threshold-policy", default="eer", show_default=True,
               help="The label threshold: eer, fpr=<rate> (e.g. fpr=0.01) or f1, on the validation scores.")
 @click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="auto", show_default=True,
-              help="Augment each image in the DataLoader workers, or whole batches on the device (needs --cache); "
-                   "auto = on the device on a GPU with the cache.")
+              help="Augment each image in the DataLoader workers, or whole batches on the device (needs the cache); "
+                   "auto = on the device whenever the images are cached.")
 @click.option("--amp/--no-amp", default=True, show_default=True,
               help="Mixed precision for the training steps where the hardware computes it natively: bf16 on "
                    "Ampere+ GPUs and on CPUs with AVX512-BF16 or AMX, fp16 with loss scaling on older GPUs. "

@@ -87,6 +87,6 @@ def test_a_device_augmented_run_is_the_same_with_any_number_of_workers(tmp_path)
     a = _run(tmp_path / "d", tmp_path / "a", workers=0)
     b = _run(tmp_path / "d", tmp_path / "b", workers=2, sbi=0.0)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(DfxError, match="--cache"):
+    with pytest.raises(DfxError, match="--cache none.*--augment-on workers"):
         T.train(T.TrainConfig(model="meso4", data=[str(tmp_path / "d")], out=str(tmp_path / "c"), epochs=1,
-                              input_size=32, augment_on="device"))
+                              input_size=32, augment_on="device", cache="none"))

@@ -67,3 +67,37 @@ def test_training_from_the_cache_is_deterministic_across_workers_and_resumable(t
     for key in a:
         assert np.array_equal(a[key].numpy(), b[key].numpy()), key
     assert bool(list((tmp_path / "a").glob("decoded-*.u8"))) == (mode == "disk")
+
+
+def test_a_cache_without_room_is_refused_before_decoding_or_skipped_by_auto(bad_corpus, tmp_path, monkeypatch,
+                                                                           caplog):
+    paths = _paths(bad_corpus)
+    nbytes = len(paths) * 36 * 36 * 3
+    monkeypatch.setattr(C, "_available_memory", lambda: nbytes)  # half of it is less than the cache
+    monkeypatch.setattr(C, "_free_disk", lambda folder: C.DISK_MARGIN + nbytes - 1)
+    monkeypatch.setattr(C, "load_training_image", lambda *a: pytest.fail("decoded without room"))
+    with pytest.raises(Exception, match=r"--cache ram needs .*half the free memory.*--cache disk or auto"):
+        C.decode_once(paths, SPEC, "ram", tmp_path)
+    with pytest.raises(Exception, match=r"--cache disk needs .*another --out"):
+        C.decode_once(paths, SPEC, "disk", tmp_path)
+    assert C.decode_once(paths, SPEC, "auto", tmp_path) == (None, {})
+    assert "decoding every epoch instead" in caplog.text
+    assert not list(tmp_path.glob("decoded-*"))
+
+
+def test_auto_takes_the_disk_when_memory_is_short(bad_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "_available_memory", lambda: 0)
+    cache, _ = C.decode_once(_paths(bad_corpus), SPEC, "auto", tmp_path)
+    assert cache.path is not None and cache.path.parent == tmp_path
+
+
+def test_auto_augments_on_the_device_whenever_the_images_are_cached(bad_corpus, tmp_path):
+    import torch
+
+    cfg = T.TrainConfig(model="meso4", data=["x"], cache="ram")
+    cache, _ = C.decode_once(_paths(bad_corpus), SPEC, "ram", tmp_path)
+    assert cfg.augment_on == "auto"
+    assert T._augment_on(cfg, torch.device("cpu"), cache) == "device"
+    assert T._augment_on(cfg, torch.device("cpu"), None) == "workers"
+    with pytest.raises(Exception, match="use --augment-on workers"):
+        T._augment_on(T.TrainConfig(model="meso4", data=["x"], augment_on="device"), torch.device("cpu"), None)
