@@ -83,6 +83,14 @@ def _key(paths: list[str], side: tuple[int, int], interpolation: str, faces: Any
 
 
 def _available_memory() -> int:
+    """Memory a new allocation can get: Linux's MemAvailable (free plus reclaimable page cache), else free pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):

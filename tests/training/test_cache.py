@@ -101,3 +101,10 @@ def test_auto_augments_on_the_device_whenever_the_images_are_cached(bad_corpus, 
     assert T._augment_on(cfg, torch.device("cpu"), None) == "workers"
     with pytest.raises(Exception, match="use --augment-on workers"):
         T._augment_on(T.TrainConfig(model="meso4", data=["x"], augment_on="device"), torch.device("cpu"), None)
+
+
+def test_available_memory_counts_reclaimable_page_cache_on_linux():
+    if not os.path.exists("/proc/meminfo"):
+        pytest.skip("no /proc/meminfo")
+    line = next(x for x in open("/proc/meminfo") if x.startswith("MemAvailable:"))
+    assert abs(C._available_memory() - int(line.split()[1]) * 1024) < 256 * 2**20  # read moments apart
