@@ -174,10 +174,8 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
         "model": str(model.name), "crop": spec.faces.__dict__, "scenes_per_source": scenes, "min_side": min_side,
         "seed": seed, "per_source": per_source,
         "recall": sum(r["found"] for r in per_source.values()) / max(faces_all, 1),
-        "consistent": sum(r["consistent"] * r["found"] for r in per_source.values())
-        / max(sum(r["found"] for r in per_source.values()), 1),
         **{k: sum(r[k] * r["found"] for r in per_source.values()) / max(sum(r["found"] for r in per_source.values()), 1)
-           for k in ("consistent_default", "tolerance_zoom", "tolerance_shift")},
+           for k in ("consistent", "consistent_default", "tolerance_zoom", "tolerance_shift")},
         "false_detection_rate": false_scenes / max(empty_scenes, 1), "empty_scenes": empty_scenes,
         "detect_ms_per_scene": 1000 * t_detect / max(n_detect, 1), **cost,
         "box_side_diff": _median_p90(side_diffs), "box_centre_diff": _median_p90(centre_diffs),
