@@ -9,6 +9,7 @@ number of DataLoader workers changes nothing.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Iterable
 
 import torch
@@ -17,11 +18,12 @@ from torchvision import transforms as T
 
 from dfx.engine.errors import DfxError
 
-from .options import AUGMENTATIONS, CROP_MIN_AREA
+from .options import AUGMENTATIONS, CROP_MIN_AREA, DEFAULT_AUGMENTATIONS, RESCALE_SIDES
 
-__all__ = ["Augment", "AUGMENTATIONS", "uniform"]
+__all__ = ["Augment", "AUGMENTATIONS", "uniform", "rescale"]
 
-# name → probability of being applied to an image
+# rescale's kernels: cameras, editors and web pipelines resize faces with all of these
+_KERNELS = (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
 
 
 def uniform(lo: float = 0.0, hi: float = 1.0) -> float:
@@ -29,14 +31,30 @@ def uniform(lo: float = 0.0, hi: float = 1.0) -> float:
     return lo + (hi - lo) * float(torch.rand(()))
 
 
+def rescale(img: Image.Image, back: bool = False) -> Image.Image:
+    """``img`` resampled so its longer side is a log-uniform draw from :data:`RESCALE_SIDES`, with a random kernel.
+
+    A face in a photo reaches the model at whatever resolution it was captured and through whatever resizing came
+    after; models trained only on crops of one size learn that size's resampling traces (a pasted face then scores
+    differently from its own crop). ``back`` resizes to the original size again, with another random kernel (the
+    device path needs every cached image at one size).
+    """
+    lo, hi = (math.log(v) for v in RESCALE_SIDES)
+    side = math.exp(uniform(lo, hi))
+    w, h = img.size
+    k = side / max(w, h)
+    out = img.resize((max(1, round(w * k)), max(1, round(h * k))), _KERNELS[int(uniform() * len(_KERNELS))])
+    return out.resize((w, h), _KERNELS[int(uniform() * len(_KERNELS))]) if back else out
+
+
 class Augment:
-    """Random flips, mild scale/crop jitter, colour jitter, JPEG re-compression and blur at random strengths.
+    """Random flips, mild scale/crop jitter, rescaling, colour jitter, JPEG re-compression and blur at random strengths.
 
     Args:
         enabled: names from :data:`AUGMENTATIONS` to apply.
     """
 
-    def __init__(self, enabled: Iterable[str] = tuple(AUGMENTATIONS)):
+    def __init__(self, enabled: Iterable[str] = DEFAULT_AUGMENTATIONS):
         self.enabled = tuple(enabled)
         unknown = set(self.enabled) - set(AUGMENTATIONS)
         if unknown:
@@ -50,6 +68,8 @@ class Augment:
         if "crop" in on and uniform() < AUGMENTATIONS["crop"]:
             top, left, h, w = T.RandomResizedCrop.get_params(img, scale=(CROP_MIN_AREA, 1.0), ratio=(0.9, 1.1))
             img = img.crop((left, top, left + w, top + h))  # preprocess() resizes it back to the input size
+        if "rescale" in on and uniform() < AUGMENTATIONS["rescale"]:
+            img = rescale(img)
         if "color" in on and uniform() < AUGMENTATIONS["color"]:
             img = self._color(img)
         if "jpeg" in on and uniform() < AUGMENTATIONS["jpeg"]:

@@ -2,14 +2,14 @@
 
 The per-image path (:class:`~dfx.training.augment.Augment` in the DataLoader workers, then ``preprocess``) costs
 CPU per image per epoch; a GPU then waits for the workers. Here the workers only draw each sample's parameters
-(from its own seeded RNG, so a run is the same whatever ``--workers``) and do what needs a codec — JPEG
-re-compression — and the self-blended images; flip, crop, colour, blur, the resize to the input size and the
-normalisation run on the whole batch on the device, as tensor ops.
+(from its own seeded RNG, so a run is the same whatever ``--workers``) and do what needs a codec or a resampling
+kernel — JPEG re-compression, rescaling — and the self-blended images; flip, crop, colour, blur, the resize to the
+input size and the normalisation run on the whole batch on the device, as tensor ops.
 
 It differs from the per-image path in small ways, by design: the resize is bilinear sampling without
-antialiasing (the cache is at most 1.12× the input size, so there is little to alias), hue is not jittered, and
-JPEG re-compression comes before the colour change rather than after. Evaluation never uses it: validation and
-deployment keep the runtime's own ``preprocess``.
+antialiasing (the cache is at the input size, so a crop is only ever enlarged, by at most 1.12×), hue is not
+jittered, and JPEG re-compression comes before the colour change rather than after. Evaluation never uses it:
+validation and deployment keep the runtime's own ``preprocess``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 from dfx.engine.errors import DfxError
 from dfx.engine.spec import PreprocessSpec
 
-from .augment import uniform
+from .augment import rescale, uniform
 from .options import AUGMENTATIONS, CROP_MIN_AREA
 
 __all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor"]
@@ -69,6 +69,8 @@ class BatchAugment:
             p["x1"], p["y1"] = p["x0"] + w, p["y0"] + h
         if "color" in on and uniform() < AUGMENTATIONS["color"]:
             p["brightness"], p["contrast"], p["saturation"] = (0.8 + 0.4 * uniform() for _ in range(3))
+        if "rescale" in on and uniform() < AUGMENTATIONS["rescale"]:
+            img = rescale(img, back=True)  # before the device's crop, unlike the per-image path: it needs a codec
         if "jpeg" in on and uniform() < AUGMENTATIONS["jpeg"]:
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=int(30 + 65 * uniform()))

@@ -7,7 +7,15 @@ import click
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
 from dfx.engine.errors import DfxError
 
-from .options import AUGMENT_ON, AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES, TRAIN_FACE_MODES
+from .options import (
+    AUGMENT_ON,
+    AUGMENTATIONS,
+    BALANCE_MODES,
+    CACHE_MODES,
+    DEFAULT_AUGMENTATIONS,
+    SELECT_MODES,
+    TRAIN_FACE_MODES,
+)
 
 __all__ = ["main"]
 
@@ -46,7 +54,7 @@ Examples:
 @click.option("--balance", type=click.Choice(BALANCE_MODES), default="loss", show_default=True,
               help="Class-imbalance handling: loss weights, a class-balanced sampler, or (source) equal draws per "
                    "data set and class.")
-@click.option("--augment", default=",".join(AUGMENTATIONS), show_default=True,
+@click.option("--augment", default=",".join(DEFAULT_AUGMENTATIONS), show_default=True,
               help=f"Comma-separated subset of: {', '.join(AUGMENTATIONS)} ('none' for none).")
 @click.option("--val-fraction", type=float, default=0.15, show_default=True,
               help="Held-out share when the data has no validate/ folder.")
@@ -56,7 +64,7 @@ Examples:
 @click.option("--ema-decay", type=float, default=0.998, show_default=True,
               help="Evaluate and keep an exponential moving average of the weights (0: off).")
 @click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
-@click.option("--cache", type=click.Choice(CACHE_MODES), default="none", show_default=True,
+@click.option("--cache", type=click.Choice(CACHE_MODES), default="auto", show_default=True,
               help="Decode the training images once into RAM (ram), a memory-mapped file in the run folder (disk) "
                    "or whichever fits (auto: RAM when it fits half the free memory, else disk, else none); none "
                    "decodes every epoch.")

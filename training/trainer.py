@@ -42,7 +42,7 @@ from .data import (
     source_class_weights,
 )
 from .faces import TRAIN_FACE_MODES, face_spec
-from .options import AUGMENT_ON, AUGMENTATIONS, BALANCE_MODES, CACHE_MODES, SELECT_MODES
+from .options import AUGMENT_ON, BALANCE_MODES, CACHE_MODES, DEFAULT_AUGMENTATIONS, SELECT_MODES
 from .registry import create_model, get_entry
 from .report import plot_curves, write_model_card
 
@@ -79,14 +79,14 @@ class TrainConfig:
     freeze_epochs: int = 0
     patience: int = 5
     balance: str = "loss"
-    augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
+    augment: list[str] = field(default_factory=lambda: list(DEFAULT_AUGMENTATIONS))
     val_fraction: float = 0.15
     seed: int = 0
     workers: int | None = None
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     ema_decay: float = 0.998
-    cache: str = "none"  # opt-in: cached images are resampled twice, deployment's once (README, "Decode once")
+    cache: str = "auto"  # decode once: RAM when it fits, else disk, else every epoch (training/cache.py)
     faces: str = "off"  # off | precropped | detect (training/faces.py)
     face_scale: float | None = None  # --faces detect: crop side in detector boxes (default FaceCrop's 1.3)
     sbi: float = 0.0  # self-blended pseudo-fakes per real training image and epoch (training/sbi.py); 0 = off

@@ -12,6 +12,7 @@ from dfx.engine.spec import PreprocessSpec, preprocess
 from dfx.training import trainer as T
 from dfx.training.augment_batch import PARAMS, BatchAugment, to_uint8_tensor
 from dfx.training.checkpoint import load_checkpoint
+from dfx.training.options import AUGMENTATIONS
 
 from ..conftest import make_image, write_split
 
@@ -87,6 +88,10 @@ def test_a_device_augmented_run_is_the_same_with_any_number_of_workers(tmp_path)
     a = _run(tmp_path / "d", tmp_path / "a", workers=0)
     b = _run(tmp_path / "d", tmp_path / "b", workers=2, sbi=0.0)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    every = list(AUGMENTATIONS)  # rescaling too: it runs in the workers, from each sample's own seeded draws
+    c = _run(tmp_path / "d", tmp_path / "c0", workers=0, augment=every)
+    d = _run(tmp_path / "d", tmp_path / "c2", workers=2, augment=every)
+    assert all(torch.equal(c[k], d[k]) for k in c) and not all(torch.equal(a[k], c[k]) for k in a)
     with pytest.raises(DfxError, match="--cache none.*--augment-on workers"):
-        T.train(T.TrainConfig(model="meso4", data=[str(tmp_path / "d")], out=str(tmp_path / "c"), epochs=1,
+        T.train(T.TrainConfig(model="meso4", data=[str(tmp_path / "d")], out=str(tmp_path / "x"), epochs=1,
                               input_size=32, augment_on="device", cache="none"))
