@@ -1,11 +1,14 @@
 """Decode once: the training images as uint8 arrays, so epochs augment from memory instead of re-decoding files.
 
 Every training image is decoded once at the start of a run (the runtime's :func:`load_image`, as the data check
-always did) and stored resized to the model's input size plus the margin the crop augmentation needs. The cache
-lives in RAM when it fits half of the memory available, else in a memory-mapped file in the run folder, which
-``--resume`` and later runs on the same data reuse (keyed on paths, sizes, modification times and the size);
-where neither has room, ``auto`` decodes every epoch instead and says so, and an explicit ``ram`` or ``disk``
-stops with the sizes before anything is decoded (a cache must never exhaust memory or fill a disk mid-run).
+always did) and stored resized to the model's input size exactly as the runtime's preprocessing resizes it, so a
+sample the random crop leaves whole is pixel for pixel what deployment scores (a margin for the crop, tried first,
+made every sample a second resampling away from deployment's, and a pixel-scale trace learnt from it did not
+carry over to validation). The cache lives in RAM when it fits half of the memory available, else in a
+memory-mapped file in the run folder, which ``--resume`` and later runs on the same data reuse (keyed on paths,
+sizes, modification times and the size); where neither has room, ``auto`` decodes every epoch instead and says so,
+and an explicit ``ram`` or ``disk`` stops with the sizes before anything is decoded (a cache must never exhaust
+memory or fill a disk mid-run).
 Evaluation never uses it: validation images go through exactly the runtime's preprocessing.
 """
 
@@ -14,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -32,18 +34,12 @@ from dfx.engine.progress import progress_bar
 from dfx.engine.spec import INTERPOLATIONS, PreprocessSpec
 
 from .faces import load_training_image
-from .options import CACHE_MODES, CROP_MIN_AREA
+from .options import CACHE_MODES
 
-__all__ = ["ImageCache", "CACHE_MODES", "decode_once", "cache_side"]
+__all__ = ["ImageCache", "CACHE_MODES", "decode_once"]
 
 log = logging.getLogger("dfx.training")
 DISK_MARGIN = 1 << 30  # free disk a disk cache leaves for checkpoints, metrics and everything else
-
-
-def cache_side(spec: PreprocessSpec) -> tuple[int, int]:
-    """Cached (height, width): the input size grown so the smallest random crop still has input-size pixels."""
-    grow = 1.0 / math.sqrt(CROP_MIN_AREA)
-    return tuple(math.ceil(v * grow) for v in spec.input_size)
 
 
 class ImageCache:
@@ -136,7 +132,7 @@ def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
         raise DfxError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
     if mode == "none" or spec.resize != "squash":
         return None, {}
-    side = cache_side(spec)
+    side = tuple(spec.input_size)  # an uncropped sample is then exactly what deployment's preprocess sees
     shape = (len(paths), *side, 3)
     nbytes = int(np.prod(shape))
     key = _key(paths, side, spec.interpolation, spec.faces)

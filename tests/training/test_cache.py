@@ -6,7 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from dfx.engine.spec import PreprocessSpec
+from dfx.engine.decode import load_image
+from dfx.engine.spec import PreprocessSpec, preprocess
 from dfx.training import cache as C
 from dfx.training import trainer as T
 
@@ -20,10 +21,13 @@ def _paths(bad_corpus):
 def test_ram_and_disk_caches_hold_the_same_pixels_and_name_bad_files(bad_corpus, tmp_path):
     ram, ram_errors = C.decode_once(_paths(bad_corpus), SPEC, "ram", tmp_path)
     disk, disk_errors = C.decode_once(_paths(bad_corpus), SPEC, "disk", tmp_path)
-    assert ram.shape == disk.shape == (4, *C.cache_side(SPEC), 3) and C.cache_side(SPEC) == (36, 36)
+    assert ram.shape == disk.shape == (4, 32, 32, 3)
     np.testing.assert_array_equal(np.asarray(ram.array), np.asarray(disk.array))
+    # a sample left whole by the augmentation is exactly what deployment scores: one resize, the runtime's
+    deployed = load_image(_paths(bad_corpus)[0], target_size=SPEC.input_size)
+    np.testing.assert_array_equal(preprocess(ram.image(0), SPEC), preprocess(deployed, SPEC))
     assert list(ram_errors) == list(disk_errors) == [1] and ram_errors[1].status == "truncated"
-    assert disk.path.parent == tmp_path and disk.image(0).size == (36, 36)
+    assert disk.path.parent == tmp_path and disk.image(0).size == (32, 32)
     clone = pickle.loads(pickle.dumps(disk))  # what a DataLoader worker receives: the file, not a copy
     np.testing.assert_array_equal(np.asarray(clone.array), np.asarray(disk.array))
     assert len(pickle.dumps(disk)) < 1000
@@ -72,7 +76,7 @@ def test_training_from_the_cache_is_deterministic_across_workers_and_resumable(t
 def test_a_cache_without_room_is_refused_before_decoding_or_skipped_by_auto(bad_corpus, tmp_path, monkeypatch,
                                                                            caplog):
     paths = _paths(bad_corpus)
-    nbytes = len(paths) * 36 * 36 * 3
+    nbytes = len(paths) * 32 * 32 * 3
     monkeypatch.setattr(C, "_available_memory", lambda: nbytes)  # half of it is less than the cache
     monkeypatch.setattr(C, "_free_disk", lambda folder: C.DISK_MARGIN + nbytes - 1)
     monkeypatch.setattr(C, "load_training_image", lambda *a: pytest.fail("decoded without room"))
