@@ -13,6 +13,8 @@ scenes have no face at all. Measured, with the model's own face crop (the artifa
   default (its face detected and cropped again);
 - box stability: how far the box found in the scene (mapped back onto the crop) lies from the box found on the
   crop itself — side and centre differences in box sides;
+- consistency by scale: the same two shares for faces pasted smaller than 0.75 × their crop's side, within
+  0.75–1.33 × of it, and larger: how much of the inconsistency is the model's sensitivity to resolution;
 - framing tolerance: how often the crop's own score stays within 0.05 when the crop is re-cut 5 % tighter, or
   moved by 3 % of its side — the model's own sensitivity to framing, which bounds the consistency any detector
   can reach with box jitter of that size;
@@ -111,6 +113,21 @@ def _median_p90(values: list[float]) -> list[float]:
     return [float(np.median(values)), float(np.percentile(values, 90))] if values else [float("nan")] * 2
 
 
+# pasted side ÷ crop side: (from, to, name)
+SCALE_BINS = ((0.0, 0.75, "shrunk below 0.75×"), (0.75, 1.33, "0.75–1.33×"),
+              (1.33, float("inf"), "enlarged above 1.33×"))
+
+
+def _by_scale(faces: list[tuple[float, bool, bool]]) -> dict[str, dict]:
+    """Consistency shares per :data:`SCALE_BINS` bin, from (pasted side ÷ crop side, whole ok, as-dfx-infer ok)."""
+    out = {}
+    for lo, hi, name in SCALE_BINS:
+        rows = [(a, b) for k, a, b in faces if lo <= k < hi]
+        out[name] = {"faces": len(rows), "consistent": float(np.mean([a for a, _ in rows])) if rows else float("nan"),
+                     "consistent_default": float(np.mean([b for _, b in rows])) if rows else float("nan")}
+    return out
+
+
 def _recut(img: Image.Image, zoom: float, shift: float) -> Image.Image:
     """``img`` cut again: a ``zoom`` × side square about its centre moved right by ``shift`` × side."""
     w, h = img.size
@@ -130,7 +147,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
     per_source: dict[str, dict] = {}
     false_scenes = empty_scenes = 0
     t_detect = n_detect = 0.0
-    side_diffs, centre_diffs = [], []
+    side_diffs, centre_diffs, scaled = [], [], []
     for source, paths in files.items():
         found = total = consistent = consistent_default = compared = tight = moved = 0
         for _ in range(scenes):
@@ -155,8 +172,10 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
                     side_diffs.append(side)
                     centre_diffs.append(centre)
                 compared += 1
-                consistent += abs(s_scene - s_crop) <= 0.05
-                consistent_default += s_default is not None and abs(s_scene - s_default) <= 0.05
+                whole_ok = abs(s_scene - s_crop) <= 0.05
+                default_ok = s_default is not None and abs(s_scene - s_default) <= 0.05
+                consistent, consistent_default = consistent + whole_ok, consistent_default + default_ok
+                scaled.append(((box[2] - box[0]) / crop_img.size[0], whole_ok, default_ok))
                 tight += abs(_score(be, _recut(crop_img, 0.95, 0.0), spec) - s_crop) <= 0.05
                 moved += abs(_score(be, _recut(crop_img, 1.0, 0.03), spec) - s_crop) <= 0.05
             empty, _ = make_scene(rng, [], picks, 0, min_side)
@@ -179,6 +198,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
         "false_detection_rate": false_scenes / max(empty_scenes, 1), "empty_scenes": empty_scenes,
         "detect_ms_per_scene": 1000 * t_detect / max(n_detect, 1), **cost,
         "box_side_diff": _median_p90(side_diffs), "box_centre_diff": _median_p90(centre_diffs),
+        "by_scale": _by_scale(scaled),
     }
 
 
@@ -214,6 +234,9 @@ def _markdown(r: dict) -> str:
               f"in box sides): side differs by {r['box_side_diff'][0]:.3f} (median; 90th percentile "
               f"{r['box_side_diff'][1]:.3f}), centre by {r['box_centre_diff'][0]:.3f} "
               f"({r['box_centre_diff'][1]:.3f}).",
+              "- Consistency by the pasted face's side ÷ its crop's (whole / as dfx-infer): " + "; ".join(
+                  f"{k}: {v['consistent']:.3f} / {v['consistent_default']:.3f} ({v['faces']} faces)"
+                  for k, v in r.get("by_scale", {}).items()) + ".",
               f"- Cost on {r['cost_files']} validation files (score_files, batch 32, best of 3 interleaved rounds): "
               f"{r['img_per_s_faces_off']:.0f} img/s with faces off, {r['img_per_s_faces_on']:.0f} with faces on: "
               f"**{r['faces_on_over_off']:.2f}×**.", ""]

@@ -1,6 +1,6 @@
 import numpy as np
 
-from dfx.benchmarks.face_detection import _markdown, make_scene
+from dfx.benchmarks.face_detection import _by_scale, _markdown, make_scene
 
 from ..conftest import make_image
 
@@ -28,10 +28,14 @@ def test_the_table_has_a_row_per_source_and_the_targets():
          "tolerance_shift": 0.8,
          "false_detection_rate": 0.0, "empty_scenes": 5, "detect_ms_per_scene": 20.0, "cost_files": 10,
          "img_per_s_faces_off": 100.0, "img_per_s_faces_on": 50.0, "faces_on_over_off": 0.5,
-         "box_side_diff": [0.02, 0.07], "box_centre_diff": [0.017, 0.048]}
+         "box_side_diff": [0.02, 0.07], "box_centre_diff": [0.017, 0.048],
+         "by_scale": _by_scale([(0.5, True, False), (0.6, False, False), (1.0, True, True), (2.0, False, True)])}
+    assert r["by_scale"]["shrunk below 0.75×"] == {"faces": 2, "consistent": 0.5, "consistent_default": 0.0}
+    assert r["by_scale"]["enlarged above 1.33×"] == {"faces": 1, "consistent": 0.0, "consistent_default": 1.0}
     md = _markdown(r)
     assert "| a | 10 | 0.900 | 0.500 | 0.600 | 0.700 / 0.800 |" in md and "**0.50×**" in md
     assert "side differs by 0.020 (median; 90th percentile 0.070), centre by 0.017 (0.048)" in md
+    assert "0.75–1.33×: 1.000 / 1.000 (1 faces)" in md
 
 
 def test_recut_zooms_about_the_centre_and_shifts_right():
