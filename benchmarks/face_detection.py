@@ -185,7 +185,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
                               "consistent": consistent / max(compared, 1),
                               "consistent_default": consistent_default / max(compared, 1),
                               "tolerance_zoom": tight / max(compared, 1), "tolerance_shift": moved / max(compared, 1)}
-    cost = _cost(be, [p for ps in files.values() for p in ps][:cost_files])
+    cost = _cost(be, [p for ps in files.values() for p in ps][:cost_files]) if cost_files else {}
     be.close()
     faces_all = sum(r["faces"] for r in per_source.values())
     return {
@@ -236,11 +236,12 @@ def _markdown(r: dict) -> str:
               f"({r['box_centre_diff'][1]:.3f}).",
               "- Consistency by the pasted face's side ÷ its crop's (whole / as dfx-infer): " + "; ".join(
                   f"{k}: {v['consistent']:.3f} / {v['consistent_default']:.3f} ({v['faces']} faces)"
-                  for k, v in r.get("by_scale", {}).items()) + ".",
-              f"- Cost on {r['cost_files']} validation files (score_files, batch 32, best of 3 interleaved rounds): "
-              f"{r['img_per_s_faces_off']:.0f} img/s with faces off, {r['img_per_s_faces_on']:.0f} with faces on: "
-              f"**{r['faces_on_over_off']:.2f}×**.", ""]
-    return "\n".join(lines)
+                  for k, v in r.get("by_scale", {}).items()) + "."]
+    if "cost_files" in r:
+        lines.append(f"- Cost on {r['cost_files']} validation files (score_files, batch 32, best of 3 interleaved "
+                     f"rounds): {r['img_per_s_faces_off']:.0f} img/s with faces off, {r['img_per_s_faces_on']:.0f} "
+                     f"with faces on: **{r['faces_on_over_off']:.2f}×**.")
+    return "\n".join(lines + [""])
 
 
 def main() -> None:
@@ -252,7 +253,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=float, default=None, help="override the artifact's crop scale")
     ap.add_argument("--shift", type=float, default=None, help="override the artifact's crop shift")
-    ap.add_argument("--cost-files", type=int, default=600)
+    ap.add_argument("--cost-files", type=int, default=600, help="validation files timed for the cost (0: skip it)")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     a = ap.parse_args()
     model = a.model or default_model_path()

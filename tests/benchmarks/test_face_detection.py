@@ -36,6 +36,9 @@ def test_the_table_has_a_row_per_source_and_the_targets():
     assert "| a | 10 | 0.900 | 0.500 | 0.600 | 0.700 / 0.800 |" in md and "**0.50×**" in md
     assert "side differs by 0.020 (median; 90th percentile 0.070), centre by 0.017 (0.048)" in md
     assert "0.75–1.33×: 1.000 / 1.000 (1 faces)" in md
+    skipped = {k: v for k, v in r.items() if k not in ("cost_files", "img_per_s_faces_off", "img_per_s_faces_on",
+                                                        "faces_on_over_off")}  # --cost-files 0
+    assert "Cost on" not in _markdown(skipped) and _markdown(skipped).endswith(".\n")
 
 
 def test_recut_zooms_about_the_centre_and_shifts_right():
