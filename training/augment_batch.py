@@ -70,7 +70,7 @@ class BatchAugment:
         if "color" in on and uniform() < AUGMENTATIONS["color"]:
             p["brightness"], p["contrast"], p["saturation"] = (0.8 + 0.4 * uniform() for _ in range(3))
         if "rescale" in on and uniform() < AUGMENTATIONS["rescale"]:
-            img = rescale(img, back=True)  # before the device's crop, unlike the per-image path: it needs a codec
+            img = rescale(img, back=True)  # here, before the device's crop: it needs Pillow's kernels
         if "jpeg" in on and uniform() < AUGMENTATIONS["jpeg"]:
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=int(30 + 65 * uniform()))

@@ -3,12 +3,11 @@
 Every training image is decoded once at the start of a run (the runtime's :func:`load_image`, as the data check
 always did) and stored resized to the model's input size exactly as the runtime's preprocessing resizes it, so a
 sample the random crop leaves whole is pixel for pixel what deployment scores (a margin for the crop, tried first,
-made every sample a second resampling away from deployment's, and a pixel-scale trace learnt from it did not
-carry over to validation). The cache lives in RAM when it fits half of the memory available, else in a
-memory-mapped file in the run folder, which ``--resume`` and later runs on the same data reuse (keyed on paths,
-sizes, modification times and the size); where neither has room, ``auto`` decodes every epoch instead and says so,
-and an explicit ``ram`` or ``disk`` stops with the sizes before anything is decoded (a cache must never exhaust
-memory or fill a disk mid-run).
+put every sample a second resampling away from deployment's). The cache lives in RAM when it fits half of the memory
+available, else in a memory-mapped file in the run folder, which ``--resume`` and later runs on the same data reuse
+(keyed on paths, sizes, modification times and the size); where neither has room, ``auto`` decodes every epoch
+instead and says so, and an explicit ``ram`` or ``disk`` stops with the sizes before anything is decoded (a cache
+must never exhaust memory or fill a disk mid-run).
 Evaluation never uses it: validation images go through exactly the runtime's preprocessing.
 """
 
