@@ -72,10 +72,11 @@ def main() -> None:
     p.add_argument("--sbi", type=float, default=0.0, help="self-blended pseudo-fakes per real image (dfx-train --sbi)")
     p.add_argument("--balance", default=None, help="dfx-train --balance (loss, sampler, source, none)")
     p.add_argument("--select", default=None, help="dfx-train --select (auc, worst-source)")
+    p.add_argument("--cache", default="auto", help="dfx-train --cache (auto, ram, disk, none); always recorded")
     p.add_argument("--runs", type=Path, default=Path("runs/loso"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso"))
     args = p.parse_args()
-    recipe = {"workers": args.workers}
+    recipe = {"workers": args.workers, "cache": args.cache}
     if args.max_steps_per_epoch:
         recipe["max_steps_per_epoch"] = args.max_steps_per_epoch
     if args.sbi:
