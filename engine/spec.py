@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["PreprocessSpec", "FaceCrop", "preprocess", "RESIZE_MODES", "INTERPOLATIONS", "FACE_SOURCES"]
+__all__ = ["PreprocessSpec", "FaceCrop", "preprocess", "resize_to_input", "RESIZE_MODES", "INTERPOLATIONS",
+           "FACE_SOURCES"]
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -175,7 +176,8 @@ class PreprocessSpec:
         return dataclasses.replace(self, faces=faces)
 
 
-def _resize(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
+def resize_to_input(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    """``img`` at the spec's input size, resized as :func:`preprocess` resizes it (the training cache reuses it)."""
     h, w = spec.input_size
     resample = INTERPOLATIONS[spec.interpolation]
     if spec.resize == "squash":
@@ -202,7 +204,7 @@ def preprocess(img: Image.Image, spec: PreprocessSpec, out: np.ndarray | None = 
     """
     if img.mode != "RGB":
         raise ValueError(f"preprocess expects an RGB image, got mode {img.mode!r}; decode with load_image()")
-    arr = np.asarray(_resize(img, spec))  # (H, W, 3) uint8
+    arr = np.asarray(resize_to_input(img, spec))  # (H, W, 3) uint8
     if spec.channel_order == "BGR":
         arr = arr[..., ::-1]
     offset, gain = spec._offset, spec._gain

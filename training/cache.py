@@ -30,7 +30,7 @@ from dfx.engine.artifact import atomic_write_text
 from dfx.engine.decode import DecodeError
 from dfx.engine.errors import DfxError
 from dfx.engine.progress import progress_bar
-from dfx.engine.spec import INTERPOLATIONS, PreprocessSpec
+from dfx.engine.spec import PreprocessSpec, resize_to_input
 
 from .faces import load_training_image
 from .options import CACHE_MODES
@@ -153,14 +153,12 @@ def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
         array = np.memmap(tmp, np.uint8, "w+", shape=shape)
     else:
         array = np.zeros(shape, np.uint8)
-    resample = INTERPOLATIONS[spec.interpolation]
-
     def fill(i: int) -> DecodeError | None:
         try:
             img = load_training_image(paths[i], spec)
         except DecodeError as e:
             return e
-        array[i] = np.asarray(img.resize((side[1], side[0]), resample))
+        array[i] = np.asarray(resize_to_input(img, spec))
         return None
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
