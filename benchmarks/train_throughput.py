@@ -3,10 +3,14 @@
 Per model, in one run on one machine:
 - ceiling: forward + backward + AdamW step on a synthetic batch already on the device (what the model allows);
 - dfx-train: images/s of its second epoch (the first pays start-up) on real data, once per variant
-  (``--variants``: ``CACHE/AUGMENT_ON[/compile][/fp32]``, e.g. ``none/workers`` decodes and augments every image
-  in the DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM cache,
-  ``/fp32`` turns mixed precision off as ``--no-amp`` does);
+  (``--variants``: ``CACHE/AUGMENT_ON[/compile][/fp32][/det]``, e.g. ``none/workers`` decodes and augments every
+  image in the DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM cache,
+  ``/fp32`` turns mixed precision off as ``--no-amp`` does, ``/det`` is ``--deterministic``);
 - their ratio.
+
+The loader prefetches ``2 × workers`` batches, and it does so during the first epoch's validation too. An epoch
+no longer than that queue measures the steps with their batches ready; ``--repeat K`` lists every training image
+K times (links, so the epoch is K times as long) so that most of the measured epoch is fed as it runs.
 
 Run from the repository root::
 
@@ -18,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["step_ceiling", "train_rate"]
+__all__ = ["step_ceiling", "train_rate", "repeated_data"]
 
 
 def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20) -> float:
@@ -31,7 +36,7 @@ def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20)
     import torch
 
     from dfx.training import create_model, get_entry
-    from dfx.training.trainer import _mixed_precision
+    from dfx.training.trainer import _algorithms, _mixed_precision
 
     dev = torch.device(device)
     use_amp, amp_dtype = _mixed_precision(dev)
@@ -50,22 +55,23 @@ def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20)
         loss.backward()
         opt.step()
 
-    for _ in range(3):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+    with _algorithms(deterministic=False):  # the kernel choice dfx-train makes by default
+        for _ in range(3):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
     return steps * batch_size / (time.perf_counter() - t0)
 
 
 def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps: int, workers: int,
                device: str = "auto") -> float:
-    """dfx-train's images/s in its second epoch of ``steps`` steps, for a ``CACHE/AUGMENT_ON[/compile][/fp32]``
-    variant."""
+    """dfx-train's images/s in its second epoch of ``steps`` steps, for a
+    ``CACHE/AUGMENT_ON[/compile][/fp32][/det]`` variant."""
     from dfx.training.report import read_metrics
     from dfx.training.trainer import TrainConfig, train
 
@@ -73,9 +79,24 @@ def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(model=model_name, data=[str(data)], out=tmp, epochs=2, batch_size=batch_size,
                           max_steps_per_epoch=steps, workers=workers, cache=cache, augment_on=augment_on,
-                          compile="compile" in rest, amp="fp32" not in rest, pretrained=False, patience=5,
+                          compile="compile" in rest, amp="fp32" not in rest, deterministic="det" in rest,
+                          pretrained=False, patience=5,
                           device=device, calibrate=False))
         return read_metrics(Path(tmp))[-1]["images_per_s"]
+
+
+def repeated_data(data: Path, k: int, root: Path) -> Path:
+    """``root`` laid out as ``data`` (``train/`` and ``validate/``) with every training image linked ``k`` times."""
+    if not (data / "train").is_dir() or not (data / "validate").is_dir():
+        raise SystemExit(f"--repeat needs {data}/train and {data}/validate (repeating a flat folder would let "
+                         f"copies of one image reach both splits)")
+    for src in sorted(p for p in (data / "train").rglob("*") if p.is_file()):
+        rel = src.relative_to(data / "train")
+        (root / "train" / rel.parent).mkdir(parents=True, exist_ok=True)
+        for j in range(k):
+            os.symlink(src.resolve(), root / "train" / rel.parent / f"r{j}_{rel.name}")
+    os.symlink((data / "validate").resolve(), root / "validate")
+    return root
 
 
 def main() -> None:
@@ -87,8 +108,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="steps per epoch of the dfx-train runs")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", default="none/workers,ram/workers,ram/device",
-                   help="comma-separated CACHE/AUGMENT_ON[/compile][/fp32] runs of dfx-train")
+                   help="comma-separated CACHE/AUGMENT_ON[/compile][/fp32][/det] runs of dfx-train")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--repeat", type=int, default=1, help="list each training image this many times (see above)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train-cpu"))
     args = p.parse_args()
     from dfx.benchmarks.bench import _environment
@@ -96,17 +118,24 @@ def main() -> None:
     result = {"machine": _environment(), "data": str(args.data), "settings": vars(args) | {"out": str(args.out),
                                                                                          "data": str(args.data)},
               "models": {}}
+    tmp = tempfile.TemporaryDirectory()
+    data = repeated_data(args.data, args.repeat, Path(tmp.name)) if args.repeat > 1 else args.data
     for model in args.models.split(","):
         ceiling = step_ceiling(model, args.batch_size, args.device)
-        rates = {v: train_rate(model, args.data, args.batch_size, v, args.steps, args.workers, args.device)
+        rates = {v: train_rate(model, data, args.batch_size, v, args.steps, args.workers, args.device)
                  for v in args.variants.split(",")}
         result["models"][model] = {"ceiling": ceiling, "dfx_train": rates}
         print(model, f"ceiling {ceiling:.1f} img/s;", ", ".join(f"{v}: {r:.1f} img/s ({r / ceiling:.2f})"
                                                                 for v, r in rates.items()), flush=True)
+        _write(result, args)  # after every model: a run cut short keeps what it measured
+
+
+def _write(result: dict, args: argparse.Namespace) -> None:
     env = result["machine"]
     lines = [f"Machine: {env['cpu']}, {env['cores']} cores; {', '.join(env['gpus']) or 'no GPU'}; device "
              f"{args.device}; batch {args.batch_size}; dfx-train: 2 epochs of {args.steps} steps, {args.workers} "
-             f"workers, images/s of the second epoch; data {args.data}.", "",
+             f"workers, images/s of the second epoch; data {args.data}"
+             f"{f', each training image listed {args.repeat} times' if args.repeat > 1 else ''}.", "",
              "| model | step ceiling img/s | " + " | ".join(f"dfx-train {v} img/s (÷ ceiling)"
                                                          for v in args.variants.split(",")) + " |",
              "|---|---|" + "---|" * len(args.variants.split(","))]

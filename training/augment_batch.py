@@ -51,6 +51,7 @@ class BatchAugment:
         if unknown:
             raise DfxError(f"unknown augmentation(s) {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
         self.spec = spec
+        self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # --- in the workers ----------------------------------------------------------------------------------------
     def draw(self, img: Image.Image) -> tuple[Image.Image, torch.Tensor]:
@@ -83,17 +84,25 @@ class BatchAugment:
     @torch.no_grad()
     def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) uint8 and (B, len(PARAMS)) → the model's float32 input (B, 3, h, w), on their device."""
+        blurred = bool((params[:, 8] > 0).any())  # asked of the parameters where they arrive: no device sync
         x = images.permute(0, 3, 1, 2).float()
-        p = params.to(x.device, torch.float32)
+        p = params.to(x.device, torch.float32, non_blocking=True)
         x = self._crop_flip_resize(x, p)
         x = self._colour(x, p)
-        x = self._blur(x, p[:, 8])
+        if blurred:
+            x = self._blur(x, p[:, 8])
         x = x.clamp_(0, 255)
         if self.spec.channel_order == "BGR":
             x = x.flip(1)
-        gain = torch.as_tensor(self.spec._gain, device=x.device).view(1, 3, 1, 1)
-        offset = torch.as_tensor(self.spec._offset, device=x.device).view(1, 3, 1, 1)
+        gain, offset = self._normalisation(x.device)
         return x * gain - offset
+
+    def _normalisation(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Made once per device: a copy from host memory every batch would wait for the GPU's queue to drain.
+        if device not in self._norm:
+            self._norm[device] = tuple(torch.as_tensor(v, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+                                       for v in (self.spec._gain, self.spec._offset))
+        return self._norm[device]
 
     def _crop_flip_resize(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -118,8 +127,6 @@ class BatchAugment:
 
     @staticmethod
     def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        if not bool((sigma > 0).any()):
-            return x
         n, ch, h, w = x.shape
         r = torch.arange(_KERNEL, device=x.device, dtype=torch.float32) - _KERNEL // 2
         k = torch.exp(-(r.view(1, -1) ** 2) / (2 * sigma.clamp(min=1e-3).view(-1, 1) ** 2))

@@ -87,6 +87,9 @@ Examples:
                    "Evaluation always runs in full precision.")
 @click.option("--compile", "compile", is_flag=True,
               help="torch.compile the model for the training steps (compiles for a minute or more first).")
+@click.option("--deterministic", is_flag=True,
+              help="Reproducible GPU kernels instead of the fastest, so a rerun gives the same weights bit for bit "
+                   "(slower on a GPU; CPU runs are reproducible anyway).")
 @click.option("--faces", type=click.Choice(TRAIN_FACE_MODES), default="off", show_default=True,
               help="precropped: the folders hold face crops; their framing is measured and recorded so dfx-infer "
                    "crops photos alike. detect: crop every image to its face with dfx-infer's detector first. "

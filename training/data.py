@@ -171,7 +171,7 @@ class FaceDataset(torch.utils.data.Dataset):
         # augmented and preprocessed on the device (training/augment_batch.py); it needs the fixed-size cache.
         self.batch_augment = batch_augment
         self.seed = seed
-        self.epoch = 0  # set by the trainer before each epoch's loader is made
+        self.epoch = 0  # the epoch of items asked for by index alone
         self.cache, self.rows = cache, rows  # once-decoded images (training only) and each sample's row in them
         reals = [i for i, s in enumerate(samples) if s.label == 0]
         self.blended = reals[:round(sbi * len(reals))] if sbi > 0 else []  # the reals each pseudo-fake comes from
@@ -191,7 +191,9 @@ class FaceDataset(torch.utils.data.Dataset):
         except DecodeError as e:  # the file changed after the check: fail loudly rather than train on a blank
             raise DfxError(f"{self.samples[i].path}: {e}") from e
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """Item ``i`` of epoch ``self.epoch``, or of the epoch given with it as ``(epoch, i)`` (:mod:`.epochs`)."""
+        epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
         blend = i >= len(self.samples)
         j = self.blended[i - len(self.samples)] if blend else i
         img = self._image(j)
@@ -201,7 +203,7 @@ class FaceDataset(torch.utils.data.Dataset):
             # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker
             # drew it — so a run gives the same model whatever --workers or the machine's core count.
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed(self.seed, self.epoch, i))
+                torch.manual_seed(sample_seed(self.seed, epoch, i))
                 if blend:
                     img = self_blend(img)
                 if self.batch_augment is not None:

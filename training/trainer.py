@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -10,13 +11,14 @@ import os
 import platform
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 import dfx
 from dfx.engine import metrics as M
@@ -41,6 +43,7 @@ from .data import (
     save_split,
     source_class_weights,
 )
+from .epochs import RunBatches, epoch_seed
 from .faces import TRAIN_FACE_MODES, face_spec
 from .options import AUGMENT_ON, BALANCE_MODES, CACHE_MODES, DEFAULT_AUGMENTATIONS, SELECT_MODES
 from .registry import create_model, get_entry
@@ -96,6 +99,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step's model (off until measured faster: README)
     amp: bool = True  # mixed precision where the hardware computes it natively (_mixed_precision)
     augment_on: str = "auto"  # workers | device | auto (device with the cache): training/augment_batch.py
+    deterministic: bool = False  # reproducible GPU kernels instead of the fastest (_algorithms)
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's defaults filled in and the name made canonical."""
@@ -380,6 +384,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         cfg = dataclasses.replace(stored, epochs=stored.epochs if asked_epochs is None else asked_epochs)
     else:
         _claim_run_folder(out, overwrite)
+    with _algorithms(cfg.deterministic):
+        return _train(cfg, out, state)
+
+
+def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[str, Any]:
+    """The run itself, once its configuration and folder (and, resuming, its state) are settled."""
     entry = get_entry(cfg.model)
     spec = entry.default_spec.with_size(cfg.input_size)
     device = _device(cfg.device)
@@ -468,27 +478,25 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         _log_epoch(0, 0, float("nan"), best_metrics, 0.0, best_metrics["auc"], 0)
         return finish(0, best_metrics)
 
+    weights = {"sampler": class_weights, "source": source_class_weights}.get(cfg.balance)
+    run_batches = RunBatches(len(train_ds), cfg.batch_size, steps_per_epoch, cfg.seed, range(start, cfg.epochs),
+                             weights(items) if weights else None)
+    # One loader for the whole run: its workers start once and keep prefetching across epochs (training/epochs.py).
+    batches = iter(DataLoader(train_ds, batch_sampler=run_batches, num_workers=cfg.workers,
+                              pin_memory=device.type == "cuda"))
     for epoch in range(start, cfg.epochs):
         # Seeds derive from (seed, epoch) alone, so a run resumed at any epoch replays the same randomness.
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        n_draw = steps_per_epoch * cfg.batch_size
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
         train_ds.epoch = epoch
-        weights = {"sampler": class_weights, "source": source_class_weights}.get(cfg.balance)
-        sampler = (WeightedRandomSampler(weights(items), min(n_draw, len(train_ds)), generator=gen)
-                   if weights else RandomSampler(train_ds, generator=gen))
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                            drop_last=len(train_ds) > cfg.batch_size, persistent_workers=False,
-                            pin_memory=device.type == "cuda")
         if cfg.freeze_epochs:
             _set_backbone_frozen(model, epoch < cfg.freeze_epochs)
         model.train()
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        bar = progress_bar(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+        n_steps = len(run_batches.batches(epoch))
+        t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
+        bar = progress_bar(range(n_steps), total=n_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                            leave=False)
-        for step, batch in enumerate(bar):
-            if step >= steps_per_epoch:
-                break
+        for step in bar:
+            batch = next(batches)
             if batch_aug is not None:  # uint8 images and their parameters: augment + preprocess on the device
                 images, params, y = batch
                 x = batch_aug.apply(images.to(device, non_blocking=True), params)
@@ -510,8 +518,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
             if ema is not None:
                 ema.update(model, step=epoch * steps_per_epoch + step)
             seen += x.shape[0]
-            loss_sum += float(loss.detach()) * x.shape[0]
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+            loss_sum += loss.detach() * x.shape[0]  # summed on the device: reading it every step would stall a GPU
+            if step % 20 == 19:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", refresh=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the steps were only queued
+        loss_sum = float(loss_sum)
         ips = seen / max(time.perf_counter() - t0, 1e-9)
         m = evaluate(eval_model, splits.val, spec, cfg.batch_size, device, cfg.workers)
         m["selected_on"] = {"select": cfg.select, "score": selection_score(m, cfg.select)}
@@ -534,6 +546,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         if bad_epochs >= cfg.patience:
             log.info("early stop: validation AUC has not improved for %d epochs", cfg.patience)
             break
+    del batches  # stops the loader's workers before calibration starts its own
     return finish(best_epoch, best_metrics)
 
 
@@ -577,6 +590,28 @@ def _mixed_precision(device: torch.device, enabled: bool = True) -> tuple[bool, 
     caps = torch.cpu.get_capabilities() if device.type == "cpu" else {}
     native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
     return native, torch.bfloat16 if native else torch.float32
+
+
+@contextlib.contextmanager
+def _algorithms(deterministic: bool) -> Iterator[None]:
+    """torch's algorithm choices for one run, restored afterwards.
+
+    By default cuDNN times its convolution algorithms once per shape and keeps the fastest (the input size is
+    fixed, so that pays), and some of those accumulate in a varying order: two runs on a GPU then differ in the
+    last bits. ``deterministic`` asks for reproducible kernels instead (slower on a GPU; the CPU's are anyway), and
+    warns where an operation has none.
+    """
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    if deterministic:  # cuBLAS reproducibility needs a fixed workspace (CUDA's documentation on cuBLAS results)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = not deterministic, deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
 
 
 def _ema(model: torch.nn.Module, decay: float):

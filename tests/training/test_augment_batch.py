@@ -78,7 +78,7 @@ def test_parameters_come_from_the_seeded_rng(img):
 
 def _run(data, out, **kw):
     T.train(T.TrainConfig(model="meso4", data=[str(data)], out=str(out), epochs=2, batch_size=4, input_size=32,
-                          cache="ram", augment_on="device", ema_decay=0, **kw))
+                          cache="ram", augment_on="device", ema_decay=0, deterministic=True, **kw))
     return load_checkpoint(out / "best.safetensors")[0].state_dict()
 
 

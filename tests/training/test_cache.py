@@ -63,7 +63,7 @@ def test_training_from_the_cache_is_deterministic_across_workers_and_resumable(t
 
     def run(out, workers, **kw):
         cfg = T.TrainConfig(model="meso4", data=[str(tiny_data)], out=str(out), epochs=2, batch_size=8, input_size=32,
-                            workers=workers, lr=3e-3, cache=mode)
+                            workers=workers, lr=3e-3, cache=mode, deterministic=True)
         T.train(cfg, **kw)
         return load_checkpoint(out / "best.safetensors")[0].state_dict()
 

@@ -15,7 +15,7 @@ from ..conftest import shared_path, write_split
 
 def _cfg(data, out, **kw):
     base = dict(model="meso4", data=[str(data)], out=str(out), epochs=2, batch_size=8, input_size=32, workers=0,
-                patience=10, lr=3e-3)
+                patience=10, lr=3e-3, deterministic=True)  # bit-exact comparisons hold on a GPU too
     return T.TrainConfig(**(base | kw))
 
 
