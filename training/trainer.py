@@ -587,7 +587,8 @@ def _mixed_precision(device: torch.device, enabled: bool = True) -> tuple[bool, 
         return False, torch.float32
     if device.type == "cuda":
         return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    caps = torch.cpu.get_capabilities() if device.type == "cpu" else {}
+    probe = getattr(torch.cpu, "get_capabilities", None)  # newer torch only: without it, full precision on CPUs
+    caps = probe() if device.type == "cpu" and probe is not None else {}
     native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
     return native, torch.bfloat16 if native else torch.float32
 
