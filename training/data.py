@@ -202,8 +202,10 @@ class FaceDataset(torch.utils.data.Dataset):
         if self.augment is not None or self.batch_augment is not None or blend:
             # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker
             # drew it — so a run gives the same model whatever --workers or the machine's core count.
+            # Only the CPU generator: torch.manual_seed would also reseed the GPU's, whose dropout masks would
+            # then follow the last sample drawn in the main process (with --workers 0) rather than the epoch.
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed(self.seed, epoch, i))
+                torch.random.default_generator.manual_seed(sample_seed(self.seed, epoch, i))
                 if blend:
                     img = self_blend(img)
                 if self.batch_augment is not None:

@@ -132,7 +132,8 @@ def test_onnx_that_is_not_a_dfx_model_is_refused_on_load(tiny_onnx, tmp_path):
         else:
             nodes[0].output[0] = "logit"
         graph = helper.make_graph(nodes, "g", [x], [y])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                  ir_version=8)  # what onnxruntime ≤ 1.31 reads too (newer onnx writes 14)
         helper.set_model_props(model, meta)
         onnx.save(model, str(tmp_path / name))
         return tmp_path / name

@@ -60,3 +60,21 @@ def test_algorithm_choices_hold_for_the_run_and_are_restored(tiny_data, tmp_path
                               batch_size=8, input_size=32, workers=0, deterministic=det, calibrate=False))
         assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
     assert seen == [(True, False), (False, True)]
+
+
+def test_items_seed_only_the_cpu_generator(tiny_data, monkeypatch):
+    """torch.manual_seed would reseed the GPU's generator too: with --workers 0 on a GPU, dropout would then follow
+    the last sample drawn instead of the epoch's seed (seen on an H200: runs with 0 and 2 workers differed)."""
+    from dfx.engine.spec import PreprocessSpec
+    from dfx.training.augment import Augment
+    from dfx.training.data import FaceDataset, load_splits
+
+    def refuse(seed):
+        raise AssertionError("an item reseeded every device's generator")
+
+    monkeypatch.setattr(torch, "manual_seed", refuse)
+    spec = PreprocessSpec(input_size=(32, 32))
+    ds = FaceDataset(load_splits([str(tiny_data)]).train, spec, Augment(["flip", "crop"]))
+    state = torch.random.get_rng_state()
+    a, b = ds[(3, 5)][0], ds[(3, 5)][0]
+    assert torch.equal(a, b) and torch.equal(torch.random.get_rng_state(), state)
