@@ -5,7 +5,10 @@
 # .device/whl/*.whl, the pure-Python wheels the image lacks; .device/part.0 … part.4, mesonet-deepfake then
 # onnxruntime-gpu 1.31.1 in five parts; .device/manifest, their sizes). Then one device call each, in a row:
 #   bash benchmarks/gpu_session.sh part 0     carry .device/part.0 .device/manifest .device/whl: unpacks the data,
-#                                             installs dfx, starts the training benchmark in the background
+#                                             installs dfx, starts the training benchmark in the background; the
+#                                             call itself then returns only at its timeout_s (the device tool waits
+#                                             for the background job; seen 2026-12-01): give it 240, which the
+#                                             benchmark uses anyway
 #   bash benchmarks/gpu_session.sh part N     N = 1 … 3, carry .device/part.N
 #   bash benchmarks/gpu_session.sh finish     carry .device/part.4 .device/manifest: installs onnxruntime-gpu,
 #                                             waits for the training benchmark, runs the GPU-marked tests, the
@@ -51,7 +54,7 @@ train() {  # the training benchmark (#14) alone on the machine: nothing else mea
     --repeat 3 --models meso4,mesoinception4,efficientnet_b0,xception,vit_b16 \
     --variants ram/device,none/workers --out "$R/train-gpu" || true
   python3 -m dfx.benchmarks.train_throughput --data $d --device cuda --workers 12 --batch-size 256 --steps 60 \
-    --repeat 3 --models meso4 --variants ram/device,ram/device/det,ram/device/compile \
+    --repeat 3 --models meso4 --variants ram/device,ram/device/noaug,ram/device/det,ram/device/compile \
     --out "$R/train-gpu-options" || true
   touch "$R/train.done"
 }
@@ -80,12 +83,12 @@ finish() {
     >> "$R/tests-all.txt" || true
   tail -3 "$R/tests-all.txt"
   local left=$((end - SECONDS - 10))
-  if [ $left -gt 40 ]; then
-    timeout $left python3 -m dfx.benchmarks.pipeline_throughput --data /tmp/data/mesonet-deepfake/validate \
+  if [ $left -gt 40 ]; then  # from /tmp: in the checkout its dfx/ folder hides the installed package
+    cd /tmp && timeout $left python3 -m dfx.benchmarks.pipeline_throughput --data /tmp/data/mesonet-deepfake/validate \
       --backend onnxruntime-cuda --threads 16 --batch-size 256 --large 1024 --rounds 3 \
       --models meso4,efficientnet_b0 --out "$R/pipeline-gpu" > "$R/pipeline-gpu.log" 2>&1 || true
   fi
-  tar -cf "${OUT:-.}/gpu-results.tar" -C "$R" .  # one file: at most 8 come back
+  tar -cf "${OUT:-$OLDPWD}/gpu-results.tar" -C "$R" .  # one file: at most 8 come back
   tail -15 "$R/train.log"
 }
 

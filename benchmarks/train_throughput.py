@@ -3,9 +3,10 @@
 Per model, in one run on one machine:
 - ceiling: forward + backward + AdamW step on a synthetic batch already on the device (what the model allows);
 - dfx-train: images/s of its second epoch (the first pays start-up) on real data, once per variant
-  (``--variants``: ``CACHE/AUGMENT_ON[/compile][/fp32][/det]``, e.g. ``none/workers`` decodes and augments every
-  image in the DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM cache,
-  ``/fp32`` turns mixed precision off as ``--no-amp`` does, ``/det`` is ``--deterministic``);
+  (``--variants``: ``CACHE/AUGMENT_ON[/compile][/fp32][/det][/noaug]``, e.g. ``none/workers`` decodes and augments
+  every image in the DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM
+  cache, ``/fp32`` turns mixed precision off as ``--no-amp`` does, ``/det`` is ``--deterministic``, ``/noaug``
+  ``--augment none`` (what augmentation costs));
 - their ratio.
 
 The loader prefetches ``2 × workers`` batches, and it does so during the first epoch's validation too. An epoch
@@ -71,7 +72,7 @@ def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20)
 def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps: int, workers: int,
                device: str = "auto") -> float:
     """dfx-train's images/s in its second epoch of ``steps`` steps, for a
-    ``CACHE/AUGMENT_ON[/compile][/fp32][/det]`` variant."""
+    ``CACHE/AUGMENT_ON[/compile][/fp32][/det][/noaug]`` variant."""
     from dfx.training.report import read_metrics
     from dfx.training.trainer import TrainConfig, train
 
@@ -80,6 +81,7 @@ def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps
         train(TrainConfig(model=model_name, data=[str(data)], out=tmp, epochs=2, batch_size=batch_size,
                           max_steps_per_epoch=steps, workers=workers, cache=cache, augment_on=augment_on,
                           compile="compile" in rest, amp="fp32" not in rest, deterministic="det" in rest,
+                          **({"augment": []} if "noaug" in rest else {}),
                           pretrained=False, patience=5,
                           device=device, calibrate=False))
         return read_metrics(Path(tmp))[-1]["images_per_s"]
@@ -108,7 +110,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="steps per epoch of the dfx-train runs")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", default="none/workers,ram/workers,ram/device",
-                   help="comma-separated CACHE/AUGMENT_ON[/compile][/fp32][/det] runs of dfx-train")
+                   help="comma-separated CACHE/AUGMENT_ON[/compile][/fp32][/det][/noaug] runs of dfx-train")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeat", type=int, default=1, help="list each training image this many times (see above)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train-cpu"))

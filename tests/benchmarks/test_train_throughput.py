@@ -34,9 +34,9 @@ def test_the_script_writes_its_table_with_the_variants_asked(tiny_data, tmp_path
 
     out = tmp_path / "res" / "train"
     monkeypatch.setattr(sys, "argv", ["x", "--data", str(tiny_data), "--batch-size", "4", "--steps", "1",
-                                      "--workers", "0", "--repeat", "2", "--variants", "ram/device/det",
-                                      "--out", str(out)])
+                                      "--workers", "0", "--repeat", "2", "--out", str(out),
+                                      "--variants", "ram/device/det,ram/device/noaug"])
     train_throughput.main()
     result = json.loads(out.with_suffix(".json").read_text())
-    assert list(result["models"]["meso4"]["dfx_train"]) == ["ram/device/det"]
+    assert list(result["models"]["meso4"]["dfx_train"]) == ["ram/device/det", "ram/device/noaug"]
     assert "each training image listed 2 times" in out.with_suffix(".md").read_text()
