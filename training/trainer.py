@@ -487,7 +487,6 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     for epoch in range(start, cfg.epochs):
         # Seeds derive from (seed, epoch) alone, so a run resumed at any epoch replays the same randomness.
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        train_ds.epoch = epoch
         if cfg.freeze_epochs:
             _set_backbone_frozen(model, epoch < cfg.freeze_epochs)
         model.train()
