@@ -1,14 +1,15 @@
-"""Decode once: the training images as uint8 arrays, so epochs augment from memory instead of re-decoding files.
+"""Decode once: the training and validation images as uint8 arrays, so epochs read memory instead of files.
 
-Every training image is decoded once at the start of a run (the runtime's :func:`load_image`, as the data check
-always did) and stored resized to the model's input size exactly as the runtime's preprocessing resizes it, so a
-sample the random crop leaves whole is pixel for pixel what deployment scores (a margin for the crop, tried first,
-put every sample a second resampling away from deployment's). The cache lives in RAM when it fits half of the memory
-available, else in a memory-mapped file in the run folder, which ``--resume`` and later runs on the same data reuse
-(keyed on paths, sizes, modification times and the size); where neither has room, ``auto`` decodes every epoch
-instead and says so, and an explicit ``ram`` or ``disk`` stops with the sizes before anything is decoded (a cache
-must never exhaust memory or fill a disk mid-run).
-Evaluation never uses it: validation images go through exactly the runtime's preprocessing.
+Every training and validation image is decoded once at the start of a run (the runtime's :func:`load_image`, as
+the data check always did) and stored resized to the model's input size exactly as the runtime's preprocessing
+resizes it, so a sample the random crop leaves whole is pixel for pixel what deployment scores (a margin for the
+crop, tried first, put every sample a second resampling away from deployment's). The cache lives in RAM when it
+fits half of the memory available, else in a memory-mapped file in the run folder, which ``--resume`` and later
+runs on the same data reuse (keyed on paths, sizes, modification times and the size); where neither has room,
+``auto`` decodes every epoch instead and says so, and an explicit ``ram`` or ``disk`` stops with the sizes before
+anything is decoded (a cache must never exhaust memory or fill a disk mid-run).
+Evaluation applies the runtime's own preprocessing to the cached validation images, which gives exactly what it
+gives their files (tested), without decoding them again every epoch.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ DISK_MARGIN = 1 << 30  # free disk a disk cache leaves for checkpoints, metrics 
 
 
 class ImageCache:
-    """Decoded training images, one uint8 (H, W, 3) row per sample, in RAM or memory-mapped from ``path``."""
+    """Decoded images, one uint8 (H, W, 3) row per sample, in RAM or memory-mapped from ``path``."""
 
     def __init__(self, array: np.ndarray, path: Path | None = None):
         self.array, self.path, self.shape = array, path, array.shape
@@ -108,7 +109,7 @@ def _where(mode: str, nbytes: int, folder: Path) -> str:
     if mode == "auto":
         mode = "ram" if nbytes <= ram_room else "disk" if nbytes <= disk_room else "none"
         if mode == "none":
-            log.warning("the decoded training images (%s) fit neither half the free memory nor the free disk in %s; "
+            log.warning("the decoded images (%s) fit neither half the free memory nor the free disk in %s; "
                         "decoding every epoch instead", need, folder)
     elif mode == "ram" and nbytes > ram_room:
         raise DfxError(f"--cache ram needs {need}, more than half the free memory ({ram_room / 2**30:.1f} GiB); "
@@ -163,7 +164,7 @@ def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(progress_bar(pool.map(fill, range(len(paths))), total=len(paths),
-                                    desc="decoding training images once", unit="img", leave=False))
+                                    desc="decoding the images once", unit="img", leave=False))
     errors = {i: e for i, e in enumerate(results) if e is not None}
     if mode == "disk":
         array.flush()
@@ -174,6 +175,6 @@ def decode_once(paths: list[str], spec: PreprocessSpec, mode: str, folder: Path,
         cache = ImageCache(np.memmap(file, np.uint8, "r", shape=shape), file)
     else:
         cache = ImageCache(array)
-    log.info("decoded %d training images once in %.1f s: %.0f MiB cache in %s", len(paths),
+    log.info("decoded %d images (training and validation) once in %.1f s: %.0f MiB cache in %s", len(paths),
              time.perf_counter() - t0, nbytes / 2**20, "RAM" if mode == "ram" else file)
     return cache, errors

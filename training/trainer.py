@@ -53,6 +53,7 @@ __all__ = ["TrainConfig", "train", "evaluate", "predict", "predict_logits", "sel
            "BALANCE_MODES"]
 
 log = logging.getLogger("dfx.training")
+Cached = tuple[ImageCache, list[int]]  # once-decoded images and, for each sample, its row in them
 DEFAULT_EPOCHS = 10
 # What a run folder holds besides split.json (kept on --overwrite so later runs validate on the same images).
 RUN_FILES = ("best.safetensors", "best.json", "last.pt", "metrics.jsonl", "config.json", "MODEL_CARD.md",
@@ -195,19 +196,24 @@ def _versions() -> dict[str, str]:
 
 def predict(model: torch.nn.Module, samples: list[Sample] | list[str], spec: PreprocessSpec,
             batch_size: int = 64, device: torch.device | str = "cpu", workers: int = 0,
-            temperature: float = 1.0) -> np.ndarray:
+            temperature: float = 1.0, cached: Cached | None = None) -> np.ndarray:
     """P(fake) for each file, decoded and preprocessed exactly as the runtime does (no augmentation), as
     ``sigmoid(logit / temperature)`` like the runtime."""
-    return calibrated(predict_logits(model, samples, spec, batch_size, device, workers), temperature).astype(np.float32)
+    logits = predict_logits(model, samples, spec, batch_size, device, workers, cached)
+    return calibrated(logits, temperature).astype(np.float32)
 
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, samples: list[Sample] | list[str], spec: PreprocessSpec,
-                   batch_size: int = 64, device: torch.device | str = "cpu", workers: int = 0) -> np.ndarray:
-    """The model's logit for each file (see :func:`predict`)."""
+                   batch_size: int = 64, device: torch.device | str = "cpu", workers: int = 0,
+                   cached: Cached | None = None) -> np.ndarray:
+    """The model's logit for each file (see :func:`predict`); ``cached``: the files' once-decoded images and each
+    one's row in them (the runtime's preprocessing of a cached image is that of its file: training/cache.py)."""
     device = torch.device(device)
     samples = [s if isinstance(s, Sample) else Sample(str(s), 0, "") for s in samples]
-    loader = DataLoader(FaceDataset(samples, spec), batch_size=batch_size, num_workers=workers)
+    cache, rows = cached or (None, None)
+    loader = DataLoader(FaceDataset(samples, spec, cache=cache, rows=rows), batch_size=batch_size,
+                        num_workers=workers)
     model.eval()
     out = []
     for x, _ in loader:
@@ -218,9 +224,9 @@ def predict_logits(model: torch.nn.Module, samples: list[Sample] | list[str], sp
 
 
 def evaluate(model: torch.nn.Module, samples: list[Sample], spec: PreprocessSpec, batch_size: int = 64,
-             device: torch.device | str = "cpu", workers: int = 0) -> dict[str, Any]:
+             device: torch.device | str = "cpu", workers: int = 0, cached: Cached | None = None) -> dict[str, Any]:
     """Validation metrics overall and per data set; the threshold is the validation EER point."""
-    scores = predict(model, samples, spec, batch_size, device, workers)
+    scores = predict(model, samples, spec, batch_size, device, workers, cached=cached)
     labels = np.array([s.label for s in samples])
     _, thr = M.equal_error_rate(labels, scores) if 0 < labels.sum() < labels.size else (0, 0.5)
     result = M.summarize(labels, scores, thr)
@@ -299,19 +305,24 @@ def _splits(cfg: TrainConfig, out: Path) -> DataSplits:
 
 
 def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec,
-                  splits: DataSplits) -> tuple[DataSplits, ImageCache | None, list[int] | None]:
-    """The splits with unreadable files dropped, and the once-decoded training images with each sample's row."""
-    cache, errors = decode_once([s.path for s in splits.train], spec, cfg.cache, out)
-    rows = None
+                  splits: DataSplits) -> tuple[DataSplits, ImageCache | None, list[int] | None, Cached | None]:
+    """The splits with unreadable files dropped; the once-decoded images (training, then validation) with the
+    training samples' rows, and the validation samples' cache and rows (None without a cache)."""
+    both = splits.train + splits.val
+    n_train = len(splits.train)
+    cache, errors = decode_once([s.path for s in both], spec, cfg.cache, out)
+    rows = val_cached = None
     if cache is None:
         splits.train, bad_train = check_images(splits.train, spec, desc="decoding training images")
+        splits.val, bad_val = check_images(splits.val, spec, desc="decoding validation images")
     else:  # the decode that filled the cache was the check
-        bad_train = {}
+        bad_train, bad_val = {}, {}
         for i, e in errors.items():
-            bad_train.setdefault(e.status, []).append(splits.train[i].path)
-        rows = [i for i in range(len(splits.train)) if i not in errors]
-        splits.train = [splits.train[i] for i in rows]
-    splits.val, bad_val = check_images(splits.val, spec, desc="decoding validation images")
+            (bad_train if i < n_train else bad_val).setdefault(e.status, []).append(both[i].path)
+        rows = [i for i in range(n_train) if i not in errors]
+        val_rows = [i for i in range(n_train, len(both)) if i not in errors]
+        splits.train, splits.val = [both[i] for i in rows], [both[i] for i in val_rows]
+        val_cached = (cache, val_rows)
     for bad in (bad_train, bad_val):  # one status may occur in both splits: both lists count
         for status, paths in bad.items():
             splits.skipped.setdefault(status, []).extend(paths)
@@ -325,7 +336,7 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec,
         if labels != {0, 1}:
             missing = "real" if 0 not in labels else "fake"
             raise DfxError(f"no readable {missing} images left in the {name} split")
-    return splits, cache, rows
+    return splits, cache, rows, val_cached
 
 
 def _stored_config(path: Path) -> TrainConfig:
@@ -405,7 +416,7 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     splits = _splits(cfg, out)
     # The face crop before the data check: with --faces detect, a photo without a face is dropped there.
     spec = face_spec(cfg.faces, spec, [s.path for s in splits.train], cfg.seed, cfg.face_scale)
-    splits, cache, rows = _prepare_data(cfg, out, spec, splits)
+    splits, cache, rows, val_cached = _prepare_data(cfg, out, spec, splits)
     log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
              len(splits.train), len(splits.val), device)
 
@@ -464,7 +475,7 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
 
     def finish(best_epoch: int, best_metrics: dict[str, Any]) -> dict[str, Any]:
         if cfg.calibrate:
-            best_metrics = _calibrate(out / "best.safetensors", splits.val, cfg, device)
+            best_metrics = _calibrate(out / "best.safetensors", splits.val, cfg, device, val_cached)
         write_model_card(out, cfg, spec, best_epoch, best_metrics, splits.summary())
         try:
             plot_curves(out)
@@ -473,7 +484,7 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
         return {"best_epoch": best_epoch, "best": best_metrics, "checkpoint": str(out / "best.safetensors")}
 
     if cfg.epochs == 0:  # imported or initial weights only: evaluate and keep them
-        best_metrics = evaluate(model, splits.val, spec, cfg.batch_size, device, cfg.workers)
+        best_metrics = evaluate(model, splits.val, spec, cfg.batch_size, device, cfg.workers, val_cached)
         save_best(0, best_metrics)
         _log_epoch(0, 0, float("nan"), best_metrics, 0.0, best_metrics["auc"], 0)
         return finish(0, best_metrics)
@@ -524,7 +535,7 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
             torch.cuda.synchronize(device)  # the steps were only queued
         loss_sum = float(loss_sum)
         ips = seen / max(time.perf_counter() - t0, 1e-9)
-        m = evaluate(eval_model, splits.val, spec, cfg.batch_size, device, cfg.workers)
+        m = evaluate(eval_model, splits.val, spec, cfg.batch_size, device, cfg.workers, val_cached)
         m["selected_on"] = {"select": cfg.select, "score": selection_score(m, cfg.select)}
         # best_auc holds the selection score (the pooled AUC unless --select worst-source)
         if m["selected_on"]["score"] > best_auc or best_auc < 0:
@@ -549,11 +560,12 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     return finish(best_epoch, best_metrics)
 
 
-def _calibrate(path: Path, val: list[Sample], cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+def _calibrate(path: Path, val: list[Sample], cfg: TrainConfig, device: torch.device,
+               cached: Cached | None = None) -> dict[str, Any]:
     """Fits a temperature to the kept model's validation logits and stores it, with the threshold the policy picks
     on the calibrated scores, in the checkpoint; returns its metrics with the report under ``calibration``."""
     model, info = load_checkpoint(path)
-    logits = predict_logits(model.to(device), val, info.spec, cfg.batch_size, device, cfg.workers)
+    logits = predict_logits(model.to(device), val, info.spec, cfg.batch_size, device, cfg.workers, cached)
     labels = np.array([s.label for s in val])
     report = calibration_report(logits, labels, np.array([s.source for s in val]), cfg.threshold_policy)
     # Fitted on the split that also picked the epoch: a slightly optimistic estimate, said in the model card.

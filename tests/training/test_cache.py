@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from dfx.engine.decode import load_image
 from dfx.engine.spec import PreprocessSpec, preprocess
@@ -112,3 +113,32 @@ def test_available_memory_counts_reclaimable_page_cache_on_linux():
         pytest.skip("no /proc/meminfo")
     line = next(x for x in open("/proc/meminfo") if x.startswith("MemAvailable:"))
     assert abs(C._available_memory() - int(line.split()[1]) * 1024) < 256 * 2**20  # read moments apart
+
+
+def test_validation_from_the_cache_scores_exactly_as_from_the_files(tiny_data, tmp_path):
+    from dfx.training import create_model
+    from dfx.training.data import load_splits
+
+    val = load_splits([str(tiny_data)]).val
+    cache, errors = C.decode_once([s.path for s in val], SPEC, "ram", tmp_path)
+    assert not errors
+    torch.manual_seed(0)
+    model, _ = create_model("meso4", SPEC, pretrained=False)
+    from_files = T.evaluate(model, val, SPEC, batch_size=4)
+    from_cache = T.evaluate(model, val, SPEC, batch_size=4, cached=(cache, list(range(len(val)))))
+    assert from_cache == from_files  # every metric, to the bit
+
+
+def test_a_run_decodes_validation_once_with_the_training_images(tiny_data, tmp_path, monkeypatch):
+    decoded = []
+    real = C.load_training_image
+
+    def count(path, spec):
+        decoded.append(path)
+        return real(path, spec)
+
+    monkeypatch.setattr(C, "load_training_image", count)
+    monkeypatch.setattr("dfx.training.data.load_training_image", count)
+    T.train(T.TrainConfig(model="meso4", data=[str(tiny_data)], out=str(tmp_path / "r"), epochs=2, batch_size=8,
+                          input_size=32, workers=0, cache="ram"))
+    assert len(decoded) == len(set(decoded)) == 24 + 12  # each file once, for all epochs and the calibration
