@@ -65,9 +65,9 @@ Examples:
               help="Evaluate and keep an exponential moving average of the weights (0: off).")
 @click.option("--max-steps-per-epoch", type=int, help="Cap the steps per epoch (quick experiments).")
 @click.option("--cache", type=click.Choice(CACHE_MODES), default="auto", show_default=True,
-              help="Decode the training images once into RAM (ram), a memory-mapped file in the run folder (disk) "
-                   "or whichever fits (auto: RAM when it fits half the free memory, else disk, else none); none "
-                   "decodes every epoch.")
+              help="Decode the training and validation images once into RAM (ram), a memory-mapped file in the run "
+                   "folder (disk) or whichever fits (auto: RAM when it fits half the free memory, else disk, else "
+                   "none); none decodes every epoch.")
 @click.option("--sbi", type=float, default=0.0, show_default=True,
               help="Self-blended pseudo-fakes (Shiohara & Yamasaki, CVPR 2022) per real image and epoch, added to the "
                    "fake class: the published lever for unseen face swaps. 0 = off, at most 1.")
