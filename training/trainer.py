@@ -305,13 +305,13 @@ def _splits(cfg: TrainConfig, out: Path) -> DataSplits:
 
 
 def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec,
-                  splits: DataSplits) -> tuple[DataSplits, ImageCache | None, list[int] | None, Cached | None]:
-    """The splits with unreadable files dropped; the once-decoded images (training, then validation) with the
-    training samples' rows, and the validation samples' cache and rows (None without a cache)."""
+                  splits: DataSplits) -> tuple[DataSplits, Cached | None, Cached | None]:
+    """The splits with unreadable files dropped, and each split's once-decoded images with its samples' rows in
+    them (one cache, training then validation; None without a cache)."""
     both = splits.train + splits.val
     n_train = len(splits.train)
     cache, errors = decode_once([s.path for s in both], spec, cfg.cache, out)
-    rows = val_cached = None
+    train_cached = val_cached = None
     if cache is None:
         splits.train, bad_train = check_images(splits.train, spec, desc="decoding training images")
         splits.val, bad_val = check_images(splits.val, spec, desc="decoding validation images")
@@ -322,7 +322,7 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec,
         rows = [i for i in range(n_train) if i not in errors]
         val_rows = [i for i in range(n_train, len(both)) if i not in errors]
         splits.train, splits.val = [both[i] for i in rows], [both[i] for i in val_rows]
-        val_cached = (cache, val_rows)
+        train_cached, val_cached = (cache, rows), (cache, val_rows)
     for bad in (bad_train, bad_val):  # one status may occur in both splits: both lists count
         for status, paths in bad.items():
             splits.skipped.setdefault(status, []).extend(paths)
@@ -336,7 +336,7 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec,
         if labels != {0, 1}:
             missing = "real" if 0 not in labels else "fake"
             raise DfxError(f"no readable {missing} images left in the {name} split")
-    return splits, cache, rows, val_cached
+    return splits, train_cached, val_cached
 
 
 def _stored_config(path: Path) -> TrainConfig:
@@ -416,7 +416,8 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     splits = _splits(cfg, out)
     # The face crop before the data check: with --faces detect, a photo without a face is dropped there.
     spec = face_spec(cfg.faces, spec, [s.path for s in splits.train], cfg.seed, cfg.face_scale)
-    splits, cache, rows, val_cached = _prepare_data(cfg, out, spec, splits)
+    splits, train_cached, val_cached = _prepare_data(cfg, out, spec, splits)
+    cache, rows = train_cached or (None, None)
     log.info("%s on %s: %d training / %d validation images, device %s", cfg.model, ", ".join(cfg.data),
              len(splits.train), len(splits.val), device)
 
