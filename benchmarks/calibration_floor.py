@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfx.engine.calibration import expected_calibration_error
+from dfx.engine.calibration import calibrated, expected_calibration_error
 from dfx.engine.inputs import list_images
 from dfx.engine.pipeline import score_files
 from dfx.engine.select import open_backend
@@ -36,7 +36,7 @@ def fit_logistic(u: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, 
     a, b = 1.0, 0.0
     x = np.stack([u, np.ones_like(u)], 1)
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(a * u + b)))
+        p = calibrated(a * u + b)
         grad = x.T @ (p - y)
         hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
         da, db = np.linalg.solve(hess, grad)
@@ -78,17 +78,16 @@ def main() -> None:
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration-floor-cpu"))
     args = p.parse_args()
-    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
     sets = {d.name: validation_logits(args.model, d) for d in args.data}
     u, y = (np.concatenate([v[i] for v in sets.values()]) for i in (0, 1))
     pooled = fit_logistic(u, y)
     rows = {}
     for name, (us, ys) in sets.items():
         own = fit_logistic(us, ys)
-        rows[name] = {"n": int(ys.size), "ece": expected_calibration_error(ys, sig(us)),
-                      "ece_pooled_map": expected_calibration_error(ys, sig(pooled[0] * us + pooled[1])),
-                      "ece_own_map": expected_calibration_error(ys, sig(own[0] * us + own[1])), "own_map": own,
-                      "noise_floor": noise_floor(sig(own[0] * us + own[1]), args.draws)}
+        rows[name] = {"n": int(ys.size), "ece": expected_calibration_error(ys, calibrated(us)),
+                      "ece_pooled_map": expected_calibration_error(ys, calibrated(pooled[0] * us + pooled[1])),
+                      "ece_own_map": expected_calibration_error(ys, calibrated(own[0] * us + own[1])), "own_map": own,
+                      "noise_floor": noise_floor(calibrated(own[0] * us + own[1]), args.draws)}
     result = {"model": str(args.model or "bundled"), "pooled_map": pooled, "sets": rows}
     lines = [f"Model: {result['model']}; whole images; 15-bin ECE on each set's validation images. Pooled map: "
              f"a = {pooled[0]:.3f}, b = {pooled[1]:.3f}. Command: `python -m dfx.benchmarks.calibration_floor`.", "",
