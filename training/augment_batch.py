@@ -3,8 +3,9 @@
 The per-image path (:class:`~dfx.training.augment.Augment` in the DataLoader workers, then ``preprocess``) costs
 CPU per image per epoch; a GPU then waits for the workers. Here the workers only draw each sample's parameters
 (from its own seeded RNG, so a run is the same whatever ``--workers``) and do what needs a codec or a resampling
-kernel — JPEG re-compression, rescaling — and the self-blended images; flip, crop, colour, blur, the resize to the
-input size and the normalisation run on the whole batch on the device, as tensor ops.
+kernel — JPEG re-compression, rescaling — and the self-blended images, sending only the images they changed
+(:mod:`.batch_feed`); flip, crop, colour, blur, the resize to the input size and the normalisation run on the whole
+batch on the device, as tensor ops.
 
 It differs from the per-image path in small ways, by design: the resize is bilinear sampling without
 antialiasing (the cache is at the input size, so a crop is only ever enlarged, by at most 1.12×), hue is not
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -54,10 +55,17 @@ class BatchAugment:
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # --- in the workers ----------------------------------------------------------------------------------------
-    def draw(self, img: Image.Image) -> tuple[Image.Image, torch.Tensor]:
-        """Draws one sample's parameters (torch's RNG, seeded per sample by the data set) and applies JPEG
-        re-compression when drawn; returns the image and its :data:`PARAMS` row."""
-        on = self.enabled
+    def draw(self, load: Callable[[], Image.Image]) -> tuple[Image.Image | None, torch.Tensor]:
+        """Draws one sample's parameters (torch's RNG, seeded per sample by the data set) and applies rescaling and
+        JPEG re-compression when drawn.
+
+        Args:
+            load: returns the sample's image; called only when one of those is drawn.
+
+        Returns:
+            (the new image, or None when the sample's pixels are unchanged; its :data:`PARAMS` row).
+        """
+        on, img = self.enabled, None
         p = dict(flip=0.0, y0=0.0, x0=0.0, y1=1.0, x1=1.0, brightness=1.0, contrast=1.0, saturation=1.0,
                  blur_sigma=0.0)
         if "flip" in on and uniform() < AUGMENTATIONS["flip"]:
@@ -71,10 +79,10 @@ class BatchAugment:
         if "color" in on and uniform() < AUGMENTATIONS["color"]:
             p["brightness"], p["contrast"], p["saturation"] = (0.8 + 0.4 * uniform() for _ in range(3))
         if "rescale" in on and uniform() < AUGMENTATIONS["rescale"]:
-            img = rescale(img, back=True)  # here, before the device's crop: it needs Pillow's kernels
+            img = rescale(load(), back=True)  # here, before the device's crop: it needs Pillow's kernels
         if "jpeg" in on and uniform() < AUGMENTATIONS["jpeg"]:
             buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=int(30 + 65 * uniform()))
+            (img or load()).save(buf, "JPEG", quality=int(30 + 65 * uniform()))
             img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
         if "blur" in on and uniform() < AUGMENTATIONS["blur"]:
             p["blur_sigma"] = 0.1 + 1.4 * uniform()

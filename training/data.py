@@ -167,8 +167,9 @@ class FaceDataset(torch.utils.data.Dataset):
         self.samples = samples
         self.spec = spec
         self.augment = augment
-        # With a BatchAugment, items are (uint8 HWC image, its augmentation parameters, label): the batch is
-        # augmented and preprocessed on the device (training/augment_batch.py); it needs the fixed-size cache.
+        # With a BatchAugment, items are (cache row, augmentation parameters, label, new uint8 HWC image or None):
+        # the batch is assembled, augmented and preprocessed on the device (training/batch_feed.py,
+        # training/augment_batch.py); it needs the fixed-size cache.
         self.batch_augment = batch_augment
         self.seed = seed
         self.epoch = 0  # the epoch of items asked for by index alone
@@ -196,24 +197,21 @@ class FaceDataset(torch.utils.data.Dataset):
         epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
         blend = i >= len(self.samples)
         j = self.blended[i - len(self.samples)] if blend else i
-        img = self._image(j)
         label = torch.tensor(float(1 if blend else self.samples[i].label))
-        params = None
-        if self.augment is not None or self.batch_augment is not None or blend:
-            # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker
-            # drew it — so a run gives the same model whatever --workers or the machine's core count.
-            # Only the CPU generator: torch.manual_seed would also reseed the GPU's, whose dropout masks would
-            # then follow the last sample drawn in the main process (with --workers 0) rather than the epoch.
-            with torch.random.fork_rng(devices=[]):
-                torch.random.default_generator.manual_seed(sample_seed(self.seed, epoch, i))
-                if blend:
-                    img = self_blend(img)
-                if self.batch_augment is not None:
-                    img, params = self.batch_augment.draw(img)
-                elif self.augment is not None:
-                    img = self.augment(img)
-        if params is not None:
-            return to_uint8_tensor(img), params, label
+        if self.augment is None and self.batch_augment is None and not blend:
+            return torch.from_numpy(preprocess(self._image(j), self.spec)), label
+        # The sample's randomness derives from (seed, epoch, index) alone — not from which DataLoader worker drew
+        # it — so a run gives the same model whatever --workers or the machine's core count. Only the CPU
+        # generator: torch.manual_seed would also reseed the GPU's, whose dropout masks would then follow the
+        # last sample drawn in the main process (with --workers 0) rather than the epoch.
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(sample_seed(self.seed, epoch, i))
+            img = self_blend(self._image(j)) if blend else None
+            if self.batch_augment is not None:
+                new, params = self.batch_augment.draw(lambda: self._image(j) if img is None else img)
+                new = img if new is None else new
+                return self.rows[j], params, label, None if new is None else to_uint8_tensor(new)
+            img = self.augment(self._image(j) if img is None else img) if self.augment is not None else img
         return torch.from_numpy(preprocess(img, self.spec)), label
 
 

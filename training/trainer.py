@@ -30,6 +30,7 @@ from dfx.engine.spec import PreprocessSpec
 
 from .augment import Augment
 from .augment_batch import BatchAugment
+from .batch_feed import BatchImages, collate_rows
 from .cache import ImageCache, decode_once
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .data import (
@@ -495,7 +496,8 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
                              weights(items) if weights else None)
     # One loader for the whole run: its workers start once and keep prefetching across epochs (training/epochs.py).
     batches = iter(DataLoader(train_ds, batch_sampler=run_batches, num_workers=cfg.workers,
-                              pin_memory=device.type == "cuda"))
+                              pin_memory=device.type == "cuda", collate_fn=collate_rows if batch_aug else None))
+    batch_images = BatchImages(cache, device) if batch_aug is not None else None
     for epoch in range(start, cfg.epochs):
         # Seeds derive from (seed, epoch) alone, so a run resumed at any epoch replays the same randomness.
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
@@ -508,9 +510,9 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
                            leave=False)
         for step in bar:
             batch = next(batches)
-            if batch_aug is not None:  # uint8 images and their parameters: augment + preprocess on the device
-                images, params, y = batch
-                x = batch_aug.apply(images.to(device, non_blocking=True), params)
+            if batch_aug is not None:  # cache rows and their parameters: assemble, augment, preprocess on the device
+                _, params, y, _, _ = batch
+                x = batch_aug.apply(batch_images(batch), params)
             else:
                 x, y = batch
                 x = x.to(device, non_blocking=True)

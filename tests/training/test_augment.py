@@ -51,12 +51,14 @@ def test_rescale_is_opt_in_and_runs_in_both_paths():
     assert TrainConfig(model="meso4", data=["x"]).augment == list(DEFAULT_AUGMENTATIONS)
     img = make_image(1, np.random.default_rng(1), 96)
     per_image, device = Augment(["rescale"]), BatchAugment(["rescale"], PreprocessSpec(input_size=(32, 32)))
-    changed = 0
+    changed = sent = 0
     for s in range(100):
         torch.manual_seed(s)
         changed += per_image(img).size != img.size
         torch.manual_seed(s)
-        assert device.draw(img)[0].size == img.size
-    assert 15 < changed < 45  # applied with probability AUGMENTATIONS["rescale"] = 0.3
+        new = device.draw(lambda: img)[0]  # the device path sends the image back at its size, or nothing
+        assert new is None or new.size == img.size
+        sent += new is not None
+    assert 15 < changed < 45 and 15 < sent < 45  # applied with probability AUGMENTATIONS["rescale"] = 0.3
     with pytest.raises(DfxError, match="rescale"):
         Augment(["sharpen"])

@@ -62,15 +62,19 @@ def test_colour_and_blur_apply_per_sample(img):
 def test_parameters_come_from_the_seeded_rng(img):
     aug = BatchAugment(["flip", "crop", "color", "jpeg", "blur"], SPEC)
     torch.manual_seed(7)
-    a = aug.draw(img)[1]
+    a = aug.draw(lambda: img)[1]
     torch.manual_seed(7)
-    b = aug.draw(img)[1]
+    b = aug.draw(lambda: img)[1]
     assert torch.equal(a, b)
-    draws = []
+    draws, loads, sent = [], [], 0
     for s in range(400):
         torch.manual_seed(s)
-        draws.append(aug.draw(img)[1])
+        new, params = aug.draw(lambda: loads.append(s) or img)
+        draws.append(params)
+        sent += new is not None
     p = torch.stack(draws)
+    # The image is read only for a JPEG re-compression (probability 0.3), and only then comes back to be sent.
+    assert sent == len(loads) and 0.2 < len(loads) / 400 < 0.4
     assert 0.4 < float(p[:, 0].mean()) < 0.6  # flips: half the time
     cropped = p[:, 3] - p[:, 1] < 1
     assert 0.4 < float(cropped.float().mean()) < 0.6 and bool((p[cropped, 3] - p[cropped, 1] > 0.85).all())

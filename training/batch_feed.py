@@ -1,0 +1,92 @@
+"""Batches for the device path as cache rows: the pixels a worker did not change never travel.
+
+With augmentation on the device (:mod:`.augment_batch`), most samples reach the model as their cached pixels:
+only JPEG re-compression, rescaling and the self-blended images need a worker to make new ones. So a worker's
+item is (cache row, augmentation parameters, label, the new image or None), :func:`collate_rows` packs a batch
+of them, and :class:`BatchImages` assembles the uint8 batch where the model runs: from a copy of the cache on the
+GPU when it fits there, else gathered from host memory into pinned memory, then the workers' images put in place.
+
+Sending every image cost each batch of 256 about 50 MB written into shared memory by a worker, mapped and copied
+again into pinned memory by the main process, then copied to the GPU: Meso-4's step on the H200 takes 14 ms, and
+its training reached only 0.54–0.68 of that (benchmarks/results/train-gpu-h200.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .cache import ImageCache
+
+__all__ = ["RowBatch", "collate_rows", "BatchImages", "DEVICE_SHARE"]
+
+log = logging.getLogger("dfx.training")
+
+# The most of a GPU's free memory the decoded images may take there; the rest stays for the model's activations
+# (ViT-B/16 at batch 256 needs tens of GiB).
+DEVICE_SHARE = 0.25
+
+RowBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""(cache rows (B,), parameters (B, P), labels (B,), positions of the workers' images (K,), those images
+(K, H, W, 3) uint8)."""
+
+
+def collate_rows(items: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> RowBatch:
+    """Packs (row, parameters, label, new image or None) items into a :data:`RowBatch`."""
+    rows, params, labels, images = zip(*items)
+    changed = [k for k, img in enumerate(images) if img is not None]
+    new = torch.stack([images[k] for k in changed]) if changed else torch.zeros((0, 0, 0, 3), dtype=torch.uint8)
+    return (torch.tensor(rows, dtype=torch.int64), torch.stack(params), torch.stack(labels),
+            torch.tensor(changed, dtype=torch.int64), new)
+
+
+class BatchImages:
+    """Assembles a :data:`RowBatch`'s uint8 images on ``device``.
+
+    Args:
+        cache: the once-decoded training images.
+        device: where the model trains. On a GPU the cache is copied there once when it takes at most
+            :data:`DEVICE_SHARE` of the free memory; otherwise each batch's rows are gathered on the host.
+    """
+
+    def __init__(self, cache: ImageCache, device: torch.device):
+        self.cache, self.device = cache, device
+        self.on_device: torch.Tensor | None = None
+        self._buffer: torch.Tensor | None = None
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if cache.nbytes <= DEVICE_SHARE * free:
+                self.on_device = torch.from_numpy(np.ascontiguousarray(cache.array)).to(device)
+                log.info("decoded images copied to %s (%.0f MiB): batches travel as cache rows", device,
+                         cache.nbytes / 2**20)
+            else:
+                log.info("decoded images (%.0f MiB) kept in host memory: more than %.0f %% of %s's free %.0f MiB",
+                         cache.nbytes / 2**20, DEVICE_SHARE * 100, device, free / 2**20)
+
+    def __call__(self, batch: RowBatch) -> torch.Tensor:
+        """(B, H, W, 3) uint8 on the device: each row's cached pixels, or the worker's new image where it sent one.
+
+        On the CPU the result is overwritten by the next call.
+        """
+        rows, _, _, changed, new = batch
+        if self.on_device is not None:
+            images = self.on_device.index_select(0, rows.to(self.device, non_blocking=True))
+            if len(changed):
+                images[changed.to(self.device, non_blocking=True)] = new.to(self.device, non_blocking=True)
+            return images
+        pin = self.device.type == "cuda"
+        shape = (len(rows), *self.cache.shape[1:])
+        if pin:  # torch's pinned-memory allocator reuses a block only once the copy out of it has finished
+            host = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        else:  # on the CPU the batch is consumed before the next call: one buffer, not 50 MB of fresh pages a step
+            if self._buffer is None or self._buffer.shape != shape:
+                self._buffer = torch.empty(shape, dtype=torch.uint8)
+            host = self._buffer
+        # numpy's take reads a memory-mapped (disk) cache as well as a RAM one, straight into the batch's memory
+        # (mode "raise" would go through a temporary copy; the rows are valid anyway).
+        np.take(self.cache.array, rows.numpy(), axis=0, out=host.numpy(), mode="clip")
+        if len(changed):
+            host[changed] = new
+        return host.to(self.device, non_blocking=True) if pin else host
