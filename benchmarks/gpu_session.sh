@@ -54,7 +54,7 @@ train() {  # the training benchmark (#14) alone on the machine: nothing else mea
     --repeat 3 --models meso4,mesoinception4,efficientnet_b0,xception,vit_b16 \
     --variants ram/device,none/workers --out "$R/train-gpu" || true
   python3 -m dfx.benchmarks.train_throughput --data $d --device cuda --workers 12 --batch-size 256 --steps 60 \
-    --repeat 3 --models meso4 --variants ram/device,ram/device/noaug,ram/device/det,ram/device/compile \
+    --repeat 3 --models meso4 --variants ram/device,ram/device/noaug,ram/device/det,ram/device/compile --feed \
     --out "$R/train-gpu-options" || true
   touch "$R/train.done"
 }

@@ -7,7 +7,9 @@ Per model, in one run on one machine:
   every image in the DataLoader workers each epoch, ``ram/device`` augments batches on the device from the RAM
   cache, ``/fp32`` turns mixed precision off as ``--no-amp`` does, ``/det`` is ``--deterministic``, ``/noaug``
   ``--augment none`` (what augmentation costs));
-- their ratio.
+- their ratio;
+- with ``--feed``, dfx-train's feed alone: its DataLoader, batch assembly and device augmentation, no model step
+  (if this is well above the ceiling while dfx-train is not, the time goes to feed and step competing).
 
 The loader prefetches ``2 × workers`` batches, and it does so during the first epoch's validation too. An epoch
 no longer than that queue measures the steps with their batches ready; ``--repeat K`` lists every training image
@@ -28,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["step_ceiling", "train_rate", "repeated_data"]
+__all__ = ["step_ceiling", "train_rate", "feed_rate", "repeated_data"]
 
 
 def step_ceiling(model_name: str, batch_size: int, device: str, steps: int = 20) -> float:
@@ -87,6 +89,47 @@ def train_rate(model_name: str, data: Path, batch_size: int, variant: str, steps
         return read_metrics(Path(tmp))[-1]["images_per_s"]
 
 
+def feed_rate(model_name: str, data: Path, batch_size: int, steps: int, workers: int, device: str) -> float:
+    """Images/s that dfx-train's feed delivers on the device, model aside: the default path's DataLoader (RAM cache,
+    one loader for the run), batch assembly (:mod:`dfx.training.batch_feed`) and device augmentation."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from dfx.training import get_entry
+    from dfx.training.augment_batch import BatchAugment
+    from dfx.training.batch_feed import BatchImages, collate_rows
+    from dfx.training.cache import decode_once
+    from dfx.training.data import FaceDataset, load_splits
+    from dfx.training.epochs import RunBatches
+    from dfx.training.options import DEFAULT_AUGMENTATIONS
+
+    dev = torch.device(device)
+    spec = get_entry(model_name).default_spec
+    samples = load_splits([data]).train
+    with tempfile.TemporaryDirectory() as tmp:
+        cache, errors = decode_once([s.path for s in samples], spec, "ram", Path(tmp))
+    if cache is None or errors:
+        raise SystemExit(f"--feed needs every training image of {data} decoded into RAM")
+    augment = BatchAugment(DEFAULT_AUGMENTATIONS, spec)
+    ds = FaceDataset(samples, spec, cache=cache, rows=list(range(len(samples))), batch_augment=augment)
+    per_epoch = max(1, min(steps, len(ds) // batch_size))
+    batches = iter(DataLoader(ds, batch_sampler=RunBatches(len(ds), batch_size, per_epoch, 0, range(2)),
+                              num_workers=workers, pin_memory=dev.type == "cuda", collate_fn=collate_rows))
+    images = BatchImages(cache, dev)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            batch = next(batches)
+            augment.apply(images(batch), batch[1])
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    run(per_epoch)  # the first epoch starts the workers and fills the queue
+    t0 = time.perf_counter()
+    run(per_epoch)
+    return per_epoch * batch_size / (time.perf_counter() - t0)
+
+
 def repeated_data(data: Path, k: int, root: Path) -> Path:
     """``root`` laid out as ``data`` (``train/`` and ``validate/``) with every training image linked ``k`` times."""
     if not (data / "train").is_dir() or not (data / "validate").is_dir():
@@ -113,6 +156,7 @@ def main() -> None:
                    help="comma-separated CACHE/AUGMENT_ON[/compile][/fp32][/det][/noaug] runs of dfx-train")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeat", type=int, default=1, help="list each training image this many times (see above)")
+    p.add_argument("--feed", action="store_true", help="also measure dfx-train's feed alone (see above)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train-cpu"))
     args = p.parse_args()
     from dfx.benchmarks.bench import _environment
@@ -127,8 +171,12 @@ def main() -> None:
         rates = {v: train_rate(model, data, args.batch_size, v, args.steps, args.workers, args.device)
                  for v in args.variants.split(",")}
         result["models"][model] = {"ceiling": ceiling, "dfx_train": rates}
+        if args.feed:
+            result["models"][model]["feed"] = feed_rate(model, data, args.batch_size, args.steps, args.workers,
+                                                        args.device)
         print(model, f"ceiling {ceiling:.1f} img/s;", ", ".join(f"{v}: {r:.1f} img/s ({r / ceiling:.2f})"
-                                                                for v, r in rates.items()), flush=True)
+                                                                for v, r in rates.items()),
+              f"; feed alone {result['models'][model]['feed']:.1f} img/s" if args.feed else "", flush=True)
         _write(result, args)  # after every model: a run cut short keeps what it measured
 
 
@@ -139,11 +187,13 @@ def _write(result: dict, args: argparse.Namespace) -> None:
              f"workers, images/s of the second epoch; data {args.data}"
              f"{f', each training image listed {args.repeat} times' if args.repeat > 1 else ''}.", "",
              "| model | step ceiling img/s | " + " | ".join(f"dfx-train {v} img/s (÷ ceiling)"
-                                                         for v in args.variants.split(",")) + " |",
-             "|---|---|" + "---|" * len(args.variants.split(","))]
+                                                         for v in args.variants.split(",")) +
+             (" | feed alone img/s (÷ ceiling)" if args.feed else "") + " |",
+             "|---|---|" + "---|" * (len(args.variants.split(",")) + args.feed)]
     for m, r in result["models"].items():
-        lines.append(f"| {m} | {r['ceiling']:.1f} | " + " | ".join(
-            f"{v:.1f} ({v / r['ceiling']:.2f})" for v in r["dfx_train"].values()) + " |")
+        rates = [*r["dfx_train"].values()] + ([r["feed"]] if args.feed else [])
+        cells = [f"{v:.1f} ({v / r['ceiling']:.2f})" for v in rates]
+        lines.append(f"| {m} | {r['ceiling']:.1f} | " + " | ".join(cells) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
