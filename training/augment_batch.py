@@ -91,19 +91,25 @@ class BatchAugment:
     # --- on the device -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, 3) uint8 and (B, len(PARAMS)) → the model's float32 input (B, 3, h, w), on their device."""
-        blurred = bool((params[:, 8] > 0).any())  # asked of the parameters where they arrive: no device sync
+        """(B, H, W, 3) uint8 and (B, len(PARAMS)) → the model's float32 input (B, 3, h, w), on the images' device.
+
+        Each operation runs only on the samples that drew it (about half for crop and colour, a fifth for blur);
+        which those are is read from ``params`` where they arrive, on the CPU as the loader delivers them, so a GPU
+        is never waited for.
+        """
+        cpu = params.detach().to("cpu", torch.float32)
         x = images.permute(0, 3, 1, 2).float()
         p = params.to(x.device, torch.float32, non_blocking=True)
-        x = self._crop_flip_resize(x, p)
-        x = self._colour(x, p)
-        if blurred:
-            x = self._blur(x, p[:, 8])
+        x = self._crop_flip_resize(x, p, cpu)
+        if (k := _samples(((cpu[:, 5:8] != 1).any(1)), x.device)) is not None:
+            x[k] = self._colour(x[k], p[k])
+        if (k := _samples(cpu[:, 8] > 0, x.device)) is not None:
+            x[k] = self._blur(x[k], p[k, 8])
         x = x.clamp_(0, 255)
         if self.spec.channel_order == "BGR":
             x = x.flip(1)
         gain, offset = self._normalisation(x.device)
-        return x * gain - offset
+        return torch.addcmul(-offset, x, gain)
 
     def _normalisation(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         # Made once per device: a copy from host memory every batch would wait for the GPU's queue to drain.
@@ -112,26 +118,39 @@ class BatchAugment:
                                        for v in (self.spec._gain, self.spec._offset))
         return self._norm[device]
 
-    def _crop_flip_resize(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+    def _crop_flip_resize(self, x: torch.Tensor, p: torch.Tensor, cpu: torch.Tensor) -> torch.Tensor:
         h, w = self.spec.input_size
-        flip, y0, x0, y1, x1 = p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4]
-        theta = torch.zeros(n, 2, 3, device=x.device)
-        theta[:, 0, 0] = (x1 - x0) * (1 - 2 * flip)  # a negative x scale mirrors the crop
-        theta[:, 0, 2] = x0 + x1 - 1
-        theta[:, 1, 1] = y1 - y0
-        theta[:, 1, 2] = y0 + y1 - 1
-        grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
+        if tuple(x.shape[2:]) != (h, w):  # not at the input size (never from the cache): every sample is resampled
+            return self._warp(x, p, (h, w))
+        cropped = (cpu[:, 1:5] != torch.tensor([0.0, 0.0, 1.0, 1.0])).any(1)
+        if (k := _samples(cropped, x.device)) is not None:
+            x[k] = self._warp(x[k], p[k], (h, w))
+        if (k := _samples((cpu[:, 0] > 0) & ~cropped, x.device)) is not None:  # mirrored only: exact, no resampling
+            x[k] = x[k].flip(3)
+        return x
+
+    @staticmethod
+    def _warp(x: torch.Tensor, p: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Each sample's crop (and mirror) resampled bilinearly to ``size``."""
+        n, (h, w) = x.shape[0], size
+        flip, y0, x0, y1, x1 = (p[:, i].view(-1, 1, 1) for i in range(5))
+        # The sampling grid of an axis-aligned crop, built per axis: what affine_grid computes, without its
+        # (n·h·w × 3) by (3 × 2) batched product. Pixel centres in [-1, 1], as align_corners=False places them.
+        cx = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1
+        cy = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
+        gx = cx.view(1, 1, w) * ((x1 - x0) * (1 - 2 * flip)) + (x0 + x1 - 1)  # a negative x scale mirrors the crop
+        gy = cy.view(1, h, 1) * (y1 - y0) + (y0 + y1 - 1)
+        grid = torch.stack([gx.expand(n, h, w), gy.expand(n, h, w)], dim=3)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     @staticmethod
     def _colour(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Brightness b, then contrast c about the mean grey, then saturation s about each pixel's grey, in one
+        expression: b·c·(s·x + (1 - s)·grey(x)) + b·(1 - c)·mean(grey(x)) (the grey weights sum to 1)."""
         b, c, s = (p[:, i].view(-1, 1, 1, 1) for i in (5, 6, 7))
-        x = x * b
-        grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        x = (x - grey.mean(dim=(2, 3), keepdim=True)) * c + grey.mean(dim=(2, 3), keepdim=True)
-        grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        return (x - grey) * s + grey
+        grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+        bc = b * c
+        return x * (bc * s) + grey * (bc * (1 - s)) + grey.mean(dim=(2, 3), keepdim=True) * (b * (1 - c))
 
     @staticmethod
     def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -144,6 +163,12 @@ class BatchAugment:
         y = F.conv2d(y, k.view(n * ch, 1, 1, _KERNEL), groups=n * ch)
         y = F.conv2d(y, k.view(n * ch, 1, _KERNEL, 1), groups=n * ch)
         return y.view(n, ch, h, w)
+
+
+def _samples(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """Indices (on ``device``) of the samples a CPU mask selects; None when it selects none."""
+    k = mask.nonzero().squeeze(1)
+    return k.to(device, non_blocking=True) if len(k) else None
 
 
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:

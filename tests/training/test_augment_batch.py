@@ -99,3 +99,45 @@ def test_a_device_augmented_run_is_the_same_with_any_number_of_workers(tmp_path)
     with pytest.raises(DfxError, match="--cache none.*--augment-on workers"):
         T.train(T.TrainConfig(model="meso4", data=[str(tmp_path / "d")], out=str(tmp_path / "x"), epochs=1,
                               input_size=32, augment_on="device", cache="none"))
+
+
+def _whole_batch_reference(aug: BatchAugment, images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The operations as first written: every operation on every sample, step by step (affine_grid, then
+    brightness, contrast and saturation one after another)."""
+    import torch.nn.functional as F
+
+    n = images.shape[0]
+    h, w = aug.spec.input_size
+    x = images.permute(0, 3, 1, 2).float()
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = (p[:, 4] - p[:, 2]) * (1 - 2 * p[:, 0])
+    theta[:, 0, 2] = p[:, 2] + p[:, 4] - 1
+    theta[:, 1, 1] = p[:, 3] - p[:, 1]
+    theta[:, 1, 2] = p[:, 1] + p[:, 3] - 1
+    x = F.grid_sample(x, F.affine_grid(theta, [n, 3, h, w], align_corners=False), mode="bilinear",
+                      padding_mode="border", align_corners=False)
+    b, c, s = (p[:, i].view(-1, 1, 1, 1) for i in (5, 6, 7))
+    x = x * b
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    x = (x - grey.mean(dim=(2, 3), keepdim=True)) * c + grey.mean(dim=(2, 3), keepdim=True)
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    x = (x - grey) * s + grey
+    x = aug._blur(x, p[:, 8]).clamp(0, 255)
+    gain, offset = aug._normalisation(x.device)
+    return x * gain - offset
+
+
+def test_operations_on_the_samples_that_drew_them_equal_the_whole_batch_formulation():
+    aug = BatchAugment(["flip", "crop", "color", "jpeg", "blur"], SPEC)
+    rng = np.random.default_rng(5)
+    imgs = [make_image(k % 2, rng, 32) for k in range(24)]
+    params = []
+    for s in range(24):
+        torch.manual_seed(s)
+        params.append(aug.draw(lambda: imgs[0])[1])
+    p = torch.stack(params)
+    drew = [(p[:, 1:5] != torch.tensor([0.0, 0.0, 1.0, 1.0])).any(1), (p[:, 5:8] != 1).any(1), p[:, 8] > 0]
+    assert all(0 < int(d.sum()) < 24 for d in drew)  # each operation: some samples drew it, some did not
+    got = aug.apply(images(*imgs), p)
+    want = _whole_batch_reference(aug, images(*imgs), p)
+    assert torch.allclose(got, want, atol=1e-4), float((got - want).abs().max())
