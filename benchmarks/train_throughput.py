@@ -160,6 +160,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train-cpu"))
     args = p.parse_args()
     from dfx.benchmarks.bench import _environment
+    from dfx.training.host_memory import keep_freed_memory
+
+    if args.device == "cpu":  # as dfx-train does on a CPU: the ceiling is then measured under the same allocator
+        keep_freed_memory()
 
     result = {"machine": _environment(), "data": str(args.data), "settings": vars(args) | {"out": str(args.out),
                                                                                          "data": str(args.data)},

@@ -27,6 +27,7 @@ log = logging.getLogger("dfx.training")
 # The most of a GPU's free memory the decoded images may take there; the rest stays for the model's activations
 # (ViT-B/16 at batch 256 needs tens of GiB).
 DEVICE_SHARE = 0.25
+_CHUNK = 256  # rows copied to the GPU at a time (about 50 MB at 256 px)
 
 RowBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 """(cache rows (B,), parameters (B, P), labels (B,), positions of the workers' images (K,), those images
@@ -47,23 +48,27 @@ class BatchImages:
 
     Args:
         cache: the once-decoded training images.
-        device: where the model trains. On a GPU the cache is copied there once when it takes at most
-            :data:`DEVICE_SHARE` of the free memory; otherwise each batch's rows are gathered on the host.
+        device: where the model trains.
+        resident: keep a copy of the cache on ``device`` and gather there; None: on a GPU when the cache takes at
+            most :data:`DEVICE_SHARE` of its free memory. Otherwise each batch's rows are gathered on the host.
     """
 
-    def __init__(self, cache: ImageCache, device: torch.device):
+    def __init__(self, cache: ImageCache, device: torch.device, resident: bool | None = None):
         self.cache, self.device = cache, device
-        self.on_device: torch.Tensor | None = None
         self._buffer: torch.Tensor | None = None
-        if device.type == "cuda":
+        if resident is None and device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            if cache.nbytes <= DEVICE_SHARE * free:
-                self.on_device = torch.from_numpy(np.ascontiguousarray(cache.array)).to(device)
-                log.info("decoded images copied to %s (%.0f MiB): batches travel as cache rows", device,
-                         cache.nbytes / 2**20)
-            else:
+            resident = cache.nbytes <= DEVICE_SHARE * free
+            if not resident:
                 log.info("decoded images (%.0f MiB) kept in host memory: more than %.0f %% of %s's free %.0f MiB",
                          cache.nbytes / 2**20, DEVICE_SHARE * 100, device, free / 2**20)
+        self.on_device: torch.Tensor | None = None
+        if resident:
+            self.on_device = torch.empty(cache.shape, dtype=torch.uint8, device=device)
+            for lo in range(0, cache.shape[0], _CHUNK):  # a disk cache is read once, a chunk at a time
+                self.on_device[lo:lo + _CHUNK].copy_(torch.from_numpy(np.array(cache.array[lo:lo + _CHUNK])))
+            log.info("decoded images copied to %s (%.0f MiB): batches travel as cache rows", device,
+                     cache.nbytes / 2**20)
 
     def __call__(self, batch: RowBatch) -> torch.Tensor:
         """(B, H, W, 3) uint8 on the device: each row's cached pixels, or the worker's new image where it sent one.

@@ -46,6 +46,7 @@ from .data import (
 )
 from .epochs import RunBatches, epoch_seed
 from .faces import TRAIN_FACE_MODES, face_spec
+from .host_memory import keep_freed_memory
 from .options import AUGMENT_ON, BALANCE_MODES, CACHE_MODES, DEFAULT_AUGMENTATIONS, SELECT_MODES
 from .registry import create_model, get_entry
 from .report import plot_curves, write_model_card
@@ -405,6 +406,8 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     entry = get_entry(cfg.model)
     spec = entry.default_spec.with_size(cfg.input_size)
     device = _device(cfg.device)
+    if device.type == "cpu" and keep_freed_memory():
+        log.info("freed memory stays in the process between steps (glibc malloc thresholds, training/host_memory.py)")
     torch.manual_seed(cfg.seed)
 
     # The model first: missing ImageNet weights fail in seconds, before a run folder exists.

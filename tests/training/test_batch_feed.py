@@ -44,29 +44,34 @@ def array():
     return np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
 
 
-def _check(ds: FaceDataset, device: str) -> None:
+def _check(ds: FaceDataset, device: str, resident: bool | None = None) -> None:
     items = [ds[(EPOCH, i)] for i in range(len(ds))]
     batch = collate_rows(items)
     rows, params, labels, changed, new = batch
     assert 0 < len(changed) < len(items)  # some samples were re-compressed or blended, most travel as rows
     assert new.shape == (len(changed), 32, 32, 3) and labels.tolist() == [float(s.label) for s in ds.item_samples()]
-    got = BatchImages(ds.cache, torch.device(device))(batch).cpu()
+    got = BatchImages(ds.cache, torch.device(device), resident)(batch).cpu()
     for i in range(len(ds)):
         assert torch.equal(got[i], _expected(ds, i)), i
     assert torch.equal(params, torch.stack([it[1] for it in items]))
 
 
-def test_assembled_batches_are_the_images_the_workers_would_have_sent(array):
-    _check(_dataset(array), "cpu")
+@pytest.mark.parametrize("resident", [None, True])
+def test_assembled_batches_are_the_images_the_workers_would_have_sent(array, resident):
+    _check(_dataset(array), "cpu", resident)  # resident: the path a GPU takes when the cache fits, here on the CPU
 
 
-def test_a_disk_cache_assembles_the_same(array, tmp_path):
-    path = tmp_path / "cache.u8"
+def _disk_dataset(array: np.ndarray, path) -> FaceDataset:
     mm = np.memmap(path, np.uint8, "w+", shape=array.shape)
     mm[:] = array[::-1]
     mm.flush()
-    ds = _dataset(np.memmap(path, np.uint8, "r", shape=array.shape), path)
-    _check(ds, "cpu")
+    return _dataset(np.memmap(path, np.uint8, "r", shape=array.shape), path)
+
+
+@pytest.mark.parametrize("resident", [None, True])
+def test_a_disk_cache_assembles_the_same(array, tmp_path, resident, monkeypatch):
+    monkeypatch.setattr(batch_feed, "_CHUNK", 5)  # copied in several chunks, the last one short
+    _check(_disk_dataset(array, tmp_path / "cache.u8"), "cpu", resident)
 
 
 def test_a_batch_with_no_new_image():
@@ -79,9 +84,11 @@ def test_a_batch_with_no_new_image():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("share", [batch_feed.DEVICE_SHARE, 0.0])
-def test_on_a_gpu_the_cache_goes_there_when_it_fits(array, share, monkeypatch):
+@pytest.mark.parametrize("disk", [False, True])
+def test_on_a_gpu_the_cache_goes_there_when_it_fits(array, share, disk, tmp_path, monkeypatch):
     monkeypatch.setattr(batch_feed, "DEVICE_SHARE", share)
-    ds = _dataset(array)
+    monkeypatch.setattr(batch_feed, "_CHUNK", 5)  # several chunks, the last one short
+    ds = _disk_dataset(array, tmp_path / "cache.u8") if disk else _dataset(array)
     feed = BatchImages(ds.cache, torch.device("cuda"))
     assert (feed.on_device is not None) == (share > 0)
     batch = collate_rows([ds[(EPOCH, i)] for i in range(len(ds))])
