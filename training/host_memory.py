@@ -6,13 +6,14 @@ the CPU allocates activations larger than that and frees them again (Meso-4's fi
 67 MB in fp32), so every step mapped fresh pages and the kernel zeroed each on first touch. Raising both
 thresholds keeps the memory for the next step: the same effect PyTorch's CPU performance guide gets by swapping in
 jemalloc or tcmalloc, without a preloaded library. Peak memory is unchanged; it is just not handed back between
-steps.
+steps. ``DFX_KEEP_FREED_MEMORY=0`` in the environment leaves malloc as it is.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 
 __all__ = ["keep_freed_memory", "KEEP_BYTES"]
@@ -27,12 +28,14 @@ def keep_freed_memory() -> bool:
     workers it forks later). Once per process.
 
     Returns:
-        True when the C library is glibc and took both settings; False elsewhere (musl, macOS, Windows), where
-        nothing changes.
+        True when the C library is glibc and took both settings; False elsewhere (musl, macOS, Windows) or when
+        ``DFX_KEEP_FREED_MEMORY=0``, where nothing changes.
     """
     global _done
     if _done is None:
         _done = False
+        if os.environ.get("DFX_KEEP_FREED_MEMORY", "1") == "0":
+            return _done
         if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
             mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

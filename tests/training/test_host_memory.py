@@ -1,5 +1,6 @@
 """Freed memory stays in the process on glibc: a large block comes from the heap, not a fresh mapping."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -33,6 +34,13 @@ def test_large_blocks_come_from_the_heap_once_asked():
     before, took, after = subprocess.run([sys.executable, "-c", _PROBE], check=True, capture_output=True,
                                          text=True).stdout.split()
     assert int(before) >= 100_000_000 and took == "True" and int(after) < 100_000_000
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
+def test_the_environment_can_leave_malloc_alone():
+    before, took, after = subprocess.run([sys.executable, "-c", _PROBE], check=True, capture_output=True, text=True,
+                                         env={**os.environ, "DFX_KEEP_FREED_MEMORY": "0"}).stdout.split()
+    assert took == "False" and int(after) >= 100_000_000
 
 
 def test_it_says_whether_it_changed_anything():
