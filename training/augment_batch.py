@@ -168,7 +168,11 @@ class BatchAugment:
 def _samples(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:
     """Indices (on ``device``) of the samples a CPU mask selects; None when it selects none."""
     k = mask.nonzero().squeeze(1)
-    return k.to(device, non_blocking=True) if len(k) else None
+    if not len(k):
+        return None
+    # From pinned memory: a copy from pageable memory may wait for the GPU's queue to drain (CUDA's "API
+    # synchronization behavior").
+    return (k.pin_memory() if device.type == "cuda" else k).to(device, non_blocking=True)
 
 
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:

@@ -141,3 +141,19 @@ def test_operations_on_the_samples_that_drew_them_equal_the_whole_batch_formulat
     got = aug.apply(images(*imgs), p)
     want = _whole_batch_reference(aug, images(*imgs), p)
     assert torch.allclose(got, want, atol=1e-4), float((got - want).abs().max())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_batch_is_augmented_as_on_the_cpu():
+    aug = BatchAugment(["flip", "crop", "color", "blur"], SPEC)
+    rng = np.random.default_rng(6)
+    imgs = images(*[make_image(k % 2, rng, 32) for k in range(16)])
+    params = []
+    for s in range(16):
+        torch.manual_seed(s)
+        params.append(aug.draw(lambda: None)[1])  # no JPEG or rescaling: the image is never read
+    p = torch.stack(params)
+    got = aug.apply(imgs.cuda(), p.pin_memory())  # parameters stay on the host, pinned, as the loader gives them
+    assert got.device.type == "cuda"
+    assert torch.allclose(got.cpu(), aug.apply(imgs, p), atol=1e-4)
