@@ -4,8 +4,8 @@ The per-image path (:class:`~dfx.training.augment.Augment` in the DataLoader wor
 CPU per image per epoch; a GPU then waits for the workers. Here the workers only draw each sample's parameters
 (from its own seeded RNG, so a run is the same whatever ``--workers``) and do what needs a codec or a resampling
 kernel — JPEG re-compression, rescaling — and the self-blended images, sending only the images they changed
-(:mod:`.batch_feed`); flip, crop, colour, blur, the resize to the input size and the normalisation run on the whole
-batch on the device, as tensor ops.
+(:mod:`.batch_feed`); flip, crop, colour, blur, the resize to the input size and the normalisation run batched on
+the device, as tensor ops, each on the samples that drew it.
 
 It differs from the per-image path in small ways, by design: the resize is bilinear sampling without
 antialiasing (the cache is at the input size, so a crop is only ever enlarged, by at most 1.12×), hue is not

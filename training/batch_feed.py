@@ -7,8 +7,8 @@ of them, and :class:`BatchImages` assembles the uint8 batch where the model runs
 GPU when it fits there, else gathered from host memory into pinned memory, then the workers' images put in place.
 
 Sending every image cost each batch of 256 about 50 MB written into shared memory by a worker, mapped and copied
-again into pinned memory by the main process, then copied to the GPU: Meso-4's step on the H200 takes 14 ms, and
-its training reached only 0.54–0.68 of that (benchmarks/results/train-gpu-h200.md).
+again into pinned memory by the main process, then copied to the GPU; Meso-4 on the H200 trained at only 0.54–0.68
+of its 14 ms step's rate (benchmarks/results/train-gpu-h200.md).
 """
 
 from __future__ import annotations
