@@ -407,7 +407,7 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     spec = entry.default_spec.with_size(cfg.input_size)
     device = _device(cfg.device)
     if device.type == "cpu" and keep_freed_memory():
-        log.info("freed memory stays in the process between steps (glibc malloc thresholds, training/host_memory.py)")
+        log.debug("freed memory stays in the process between steps (glibc malloc thresholds, training/host_memory.py)")
     torch.manual_seed(cfg.seed)
 
     # The model first: missing ImageNet weights fail in seconds, before a run folder exists.
