@@ -20,12 +20,12 @@ SPEC = PreprocessSpec(input_size=(32, 32))
 SEED, EPOCH = 3, 2
 
 
-def _dataset(array: np.ndarray, path=None) -> FaceDataset:
-    samples = [Sample(f"img{i}.png", i % 2, "s") for i in range(len(array))]
-    rows = list(range(len(array)))[::-1]  # sample i is row n-1-i: rows and sample indices must not be confused
-    return FaceDataset(samples, SPEC, seed=SEED, cache=ImageCache(array[::-1].copy() if path is None else array,
-                                                                   path), rows=rows,
-                       sbi=0.5, batch_augment=BatchAugment(DEFAULT_AUGMENTATIONS, SPEC))
+def _dataset(cache: ImageCache) -> FaceDataset:
+    n = cache.shape[0]
+    samples = [Sample(f"img{i}.png", i % 2, "s") for i in range(n)]
+    rows = list(range(n))[::-1]  # sample i is row n-1-i: rows and sample indices must not be confused
+    return FaceDataset(samples, SPEC, seed=SEED, cache=cache, rows=rows, sbi=0.5,
+                       batch_augment=BatchAugment(DEFAULT_AUGMENTATIONS, SPEC))
 
 
 def _expected(ds: FaceDataset, i: int) -> torch.Tensor:
@@ -58,14 +58,15 @@ def _check(ds: FaceDataset, device: str, resident: bool | None = None) -> None:
 
 @pytest.mark.parametrize("resident", [None, True])
 def test_assembled_batches_are_the_images_the_workers_would_have_sent(array, resident):
-    _check(_dataset(array), "cpu", resident)  # resident: the path a GPU takes when the cache fits, here on the CPU
+    # resident: the path a GPU takes when the cache fits there, here run on the CPU
+    _check(_dataset(ImageCache(array)), "cpu", resident)
 
 
 def _disk_dataset(array: np.ndarray, path) -> FaceDataset:
     mm = np.memmap(path, np.uint8, "w+", shape=array.shape)
-    mm[:] = array[::-1]
+    mm[:] = array
     mm.flush()
-    return _dataset(np.memmap(path, np.uint8, "r", shape=array.shape), path)
+    return _dataset(ImageCache(np.memmap(path, np.uint8, "r", shape=array.shape), path))
 
 
 @pytest.mark.parametrize("resident", [None, True])
@@ -88,7 +89,7 @@ def test_a_batch_with_no_new_image():
 def test_on_a_gpu_the_cache_goes_there_when_it_fits(array, share, disk, tmp_path, monkeypatch):
     monkeypatch.setattr(batch_feed, "DEVICE_SHARE", share)
     monkeypatch.setattr(batch_feed, "_CHUNK", 5)  # several chunks, the last one short
-    ds = _disk_dataset(array, tmp_path / "cache.u8") if disk else _dataset(array)
+    ds = _disk_dataset(array, tmp_path / "cache.u8") if disk else _dataset(ImageCache(array))
     feed = BatchImages(ds.cache, torch.device("cuda"))
     assert (feed.on_device is not None) == (share > 0)
     batch = collate_rows([ds[(EPOCH, i)] for i in range(len(ds))])
