@@ -51,24 +51,30 @@ class BatchImages:
         device: where the model trains.
         resident: keep a copy of the cache on ``device`` and gather there; None: on a GPU when the cache takes at
             most :data:`DEVICE_SHARE` of its free memory. Otherwise each batch's rows are gathered on the host.
+        n_rows: only rows below this are ever asked for (the trainer's cache holds the training images first,
+            then the validation images, which never go to the device); None: all.
     """
 
-    def __init__(self, cache: ImageCache, device: torch.device, resident: bool | None = None):
+    def __init__(self, cache: ImageCache, device: torch.device, resident: bool | None = None,
+                 n_rows: int | None = None):
         self.cache, self.device = cache, device
         self._buffer: torch.Tensor | None = None
+        n = cache.shape[0] if n_rows is None else n_rows
+        nbytes = cache.nbytes // cache.shape[0] * n
         if resident is None and device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            resident = cache.nbytes <= DEVICE_SHARE * free
+            resident = nbytes <= DEVICE_SHARE * free
             if not resident:
                 log.info("decoded images (%.0f MiB) kept in host memory: more than %.0f %% of %s's free %.0f MiB",
-                         cache.nbytes / 2**20, DEVICE_SHARE * 100, device, free / 2**20)
+                         nbytes / 2**20, DEVICE_SHARE * 100, device, free / 2**20)
         self.on_device: torch.Tensor | None = None
         if resident:
-            self.on_device = torch.empty(cache.shape, dtype=torch.uint8, device=device)
-            for lo in range(0, cache.shape[0], _CHUNK):  # a disk cache is read once, a chunk at a time
-                self.on_device[lo:lo + _CHUNK].copy_(torch.from_numpy(np.array(cache.array[lo:lo + _CHUNK])))
-            log.info("decoded images copied to %s (%.0f MiB): batches travel as cache rows", device,
-                     cache.nbytes / 2**20)
+            self.on_device = torch.empty((n, *cache.shape[1:]), dtype=torch.uint8, device=device)
+            for lo in range(0, n, _CHUNK):  # a disk cache is read once, a chunk at a time
+                hi = min(lo + _CHUNK, n)
+                self.on_device[lo:hi].copy_(torch.from_numpy(np.array(cache.array[lo:hi])))
+            log.info("decoded training images copied to %s (%.0f MiB): batches travel as cache rows", device,
+                     nbytes / 2**20)
 
     def __call__(self, batch: RowBatch) -> torch.Tensor:
         """(B, H, W, 3) uint8 on the device: each row's cached pixels, or the worker's new image where it sent one.

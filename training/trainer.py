@@ -500,7 +500,7 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     # One loader for the whole run: its workers start once and keep prefetching across epochs (training/epochs.py).
     batches = iter(DataLoader(train_ds, batch_sampler=run_batches, num_workers=cfg.workers,
                               pin_memory=device.type == "cuda", collate_fn=collate_rows if batch_aug else None))
-    batch_images = BatchImages(cache, device) if batch_aug is not None else None
+    batch_images = BatchImages(cache, device, n_rows=max(rows) + 1) if batch_aug is not None else None
     for epoch in range(start, cfg.epochs):
         # Seeds derive from (seed, epoch) alone, so a run resumed at any epoch replays the same randomness.
         torch.manual_seed(epoch_seed(cfg.seed, epoch))

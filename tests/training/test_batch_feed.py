@@ -96,3 +96,10 @@ def test_on_a_gpu_the_cache_goes_there_when_it_fits(array, share, disk, tmp_path
     got = feed(batch)
     assert got.device.type == "cuda"
     assert torch.equal(got.cpu(), BatchImages(ds.cache, torch.device("cpu"))(batch))
+
+
+def test_only_the_training_rows_are_copied_to_the_device():
+    cache = ImageCache(np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3))  # 4 training, 2 validation
+    feed = BatchImages(cache, torch.device("cpu"), resident=True, n_rows=4)
+    batch = collate_rows([(3, torch.zeros(9), torch.tensor(0.0), None), (0, torch.zeros(9), torch.tensor(1.0), None)])
+    assert feed.on_device.shape[0] == 4 and torch.equal(feed(batch), torch.from_numpy(cache.array[[3, 0]]))
