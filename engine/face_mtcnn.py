@@ -55,6 +55,8 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = 
     Overlaps are computed for a block of boxes against all at once, then the greedy pass only reads them, instead
     of a dozen numpy calls per kept box; blocks keep memory flat for any number of boxes.
     """
+    if len(scores) < 2:  # nothing to suppress; P-Net's levels often propose one box or none
+        return np.arange(len(scores))
     order = np.argsort(scores)[::-1]
     x0, y0, x1, y1 = (boxes[order, k] for k in range(4))
     area = (x1 - x0 + 1) * (y1 - y0 + 1)
@@ -103,7 +105,7 @@ def _crops(levels: list[Image.Image], boxes: np.ndarray, side: int) -> tuple[np.
     """
     w, h = levels[0].size
     keep, out = [], []
-    for i, (x0, y0, x1, y1) in enumerate(np.trunc(boxes[:, :4]).astype(np.int64)):
+    for i, (x0, y0, x1, y1) in enumerate(np.trunc(boxes[:, :4]).astype(np.int64).tolist()):
         x0, y0, x1, y1 = max(x0, 1) - 1, max(y0, 1) - 1, min(x1, w), min(y1, h)
         if x1 <= x0 or y1 <= y0:
             continue
@@ -111,9 +113,12 @@ def _crops(levels: list[Image.Image], boxes: np.ndarray, side: int) -> tuple[np.
         level = next((lv for lv in reversed(levels) if span * lv.size[0] / w >= side), levels[0])
         fx, fy = level.size[0] / w, level.size[1] / h
         keep.append(i)
-        out.append(np.asarray(level.resize((side, side), Image.Resampling.BOX,
-                                           box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy))))
-    return np.asarray(keep, np.int64), (np.stack(out) if out else np.zeros((0, side, side, 3), np.uint8))
+        out.append(level.resize((side, side), Image.Resampling.BOX, box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy)))
+    # One strip, one conversion: an array per crop cost more than its resize.
+    strip = Image.new("RGB", (side, side * len(out)))
+    for k, crop in enumerate(out):
+        strip.paste(crop, (0, side * k))
+    return np.asarray(keep, np.int64), np.asarray(strip).reshape(len(out), side, side, 3)
 
 
 class MtcnnDetector(FaceDetector):

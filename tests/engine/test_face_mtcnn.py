@@ -3,8 +3,9 @@ test_faces.py)."""
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from dfx.engine.face_mtcnn import _nms
+from dfx.engine.face_mtcnn import _crops, _nms
 
 
 def greedy_nms(boxes, scores, threshold, method):
@@ -32,3 +33,19 @@ def test_nms_keeps_what_greedy_suppression_keeps_in_score_order(n, method):
     kept = _nms(boxes, scores, 0.5, method)
     assert list(kept) == greedy_nms(boxes, scores, 0.5, method)
     assert 0 < len(kept) < n or n < 2
+
+
+def test_crops_are_each_box_resized_from_the_smallest_level_that_still_spans_it():
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    half = img.resize((80, 60), Image.Resampling.BOX)
+    boxes = np.array([[10, 20, 70, 80], [-5, -5, 30, 30], [100, 50, 150, 100], [170, 10, 200, 40]], np.float32)
+    keep, crops = _crops([img, half], boxes, 24)
+    assert list(keep) == [0, 1, 2]  # the last box lies outside the image
+    expect = [half.resize((24, 24), Image.Resampling.BOX, box=(4.5, 9.5, 35.0, 40.0)),  # spans 30 px at half size
+              img.resize((24, 24), Image.Resampling.BOX, box=(0, 0, 30, 30)),  # clipped; 15 px at half: too small
+              half.resize((24, 24), Image.Resampling.BOX, box=(49.5, 24.5, 75.0, 50.0))]
+    assert crops.shape == (3, 24, 24, 3) and crops.dtype == np.uint8
+    for got, want in zip(crops, expect):
+        assert np.array_equal(got, np.asarray(want))
+    assert _crops([img], boxes[3:], 24)[1].shape == (0, 24, 24, 3)
