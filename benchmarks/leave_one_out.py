@@ -21,8 +21,13 @@ import numpy as np
 __all__ = ["leave_one_out"]
 
 
-def leave_one_out(data: list[Path], model: str, epochs: int, runs: Path, **recipe: Any) -> dict[str, Any]:
-    """Trains one model per held-out data set and scores that set; returns the table as a dict."""
+def leave_one_out(data: list[Path], model: str, epochs: int, runs: Path, held_out: list[str] | None = None,
+                  **recipe: Any) -> dict[str, Any]:
+    """Trains one model per held-out data set and scores that set; returns the table as a dict.
+
+    ``held_out`` names the sets to hold out (by folder name; default: each in turn), e.g. to repeat one row with
+    another seed.
+    """
     from dfx.engine import metrics as M
     from dfx.engine.inputs import VAL_NAMES, child_dir, labelled_images, source_name
     from dfx.training.checkpoint import load_checkpoint
@@ -30,9 +35,15 @@ def leave_one_out(data: list[Path], model: str, epochs: int, runs: Path, **recip
 
     if len(data) < 2:
         raise SystemExit("leave-one-out needs at least two data sets")
+    names = [source_name(d) for d in data]
+    unknown = sorted(set(held_out or ()) - set(names))
+    if unknown:
+        raise SystemExit(f"--held-out {', '.join(unknown)}: not among the data sets ({', '.join(names)})")
     rows = {}
     for held in data:
         name = source_name(held)
+        if held_out and name not in held_out:
+            continue
         out = runs / f"without-{name}"
         cfg = TrainConfig(model=model, data=[str(d) for d in data if d != held], out=str(out), epochs=epochs,
                           pretrained=False, **recipe)
@@ -69,6 +80,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (a quick, weaker run)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--held-out", nargs="+", help="hold out only these sets (folder names); default: each in turn")
     p.add_argument("--sbi", type=float, default=0.0, help="self-blended pseudo-fakes per real image (dfx-train --sbi)")
     p.add_argument("--balance", default=None, help="dfx-train --balance (loss, sampler, source, none)")
     p.add_argument("--select", default=None, help="dfx-train --select (auc, worst-source)")
@@ -76,7 +89,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/loso"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso"))
     args = p.parse_args()
-    recipe = {"workers": args.workers, "cache": args.cache}
+    recipe = {"workers": args.workers, "cache": args.cache, "seed": args.seed}
     if args.max_steps_per_epoch:
         recipe["max_steps_per_epoch"] = args.max_steps_per_epoch
     if args.sbi:
@@ -84,7 +97,7 @@ def main() -> None:
     for key in ("balance", "select"):
         if getattr(args, key):
             recipe[key] = getattr(args, key)
-    result = leave_one_out(args.data, args.model, args.epochs, args.runs, **recipe)
+    result = leave_one_out(args.data, args.model, args.epochs, args.runs, args.held_out, **recipe)
     from dfx.benchmarks.bench import _environment
 
     env = _environment()
