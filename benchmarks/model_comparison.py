@@ -1,12 +1,13 @@
 """Two or more deployed models on the same validation sets: the check before a bundled model is replaced.
 
-Per model (ONNX files; ``bundled`` is the model dfx-infer uses by default), per data set's ``validate/{real,fake}``
-and per face mode (``off``: whole images, as training validates; ``auto``: as dfx-infer scores by default, faces
-cropped when the model's record says so): AUC, accuracy at the model's own threshold, and 15-bin ECE of the scores
-as the model gives them. Files not scored (``no_face`` with faces on, unreadable files) are counted and left out.
+Per model (ONNX files, optionally labelled ``LABEL=FILE``; ``bundled`` is the model dfx-infer uses by default),
+per data set's ``validate/{real,fake}`` and per face mode (``off``: whole images, as training validates; ``auto``:
+as dfx-infer scores by default, faces cropped when the model's record says so): AUC, accuracy at the model's own
+threshold, and 15-bin ECE of the scores as the model gives them. Files not scored (``no_face`` with faces on,
+unreadable files) are counted and left out.
 Run from the repository root::
 
-    python -m dfx.benchmarks.model_comparison --models bundled runs/new/new.onnx \\
+    python -m dfx.benchmarks.model_comparison --models bundled new=runs/new/meso4.onnx \\
         --data ../shared/data/mesonet-deepfake ../shared/data/stylegan2-ffhq ../shared/data/ciplab-photoshop \\
         --out benchmarks/results/default-model-cpu
 """
@@ -48,7 +49,9 @@ def compare_models(models: list[str], data: list[Path], modes: tuple[str, ...] =
     """The comparison as a dict: ``rows`` holds one entry per (model, set, mode), sets pooled as ``all``."""
     rows = []
     for model in models:
-        path = default_model_path() if model == "bundled" else Path(model)
+        label, _, file = model.partition("=") if "=" in model and not Path(model).exists() else ("", "", model)
+        path = default_model_path() if model == "bundled" else Path(file)
+        model = label or model
         with open_backend(path, "onnxruntime-cpu") as be:
             threshold = be.info.threshold
             for mode in modes:
@@ -61,7 +64,8 @@ def compare_models(models: list[str], data: list[Path], modes: tuple[str, ...] =
                     rows.append(_row(model, folder.name, mode, y, s, threshold, missed))
                 y, s = (np.concatenate([p[i] for p in pooled]) for i in (0, 1))
                 rows.append(_row(model, "all", mode, y, s, threshold, skipped))
-    return {"models": models, "sets": [d.name for d in data], "rows": rows}
+    return {"models": list(dict.fromkeys(r["model"] for r in rows)), "files": models, "sets": [d.name for d in data],
+            "rows": rows}
 
 
 def _row(model: str, name: str, mode: str, y: np.ndarray, s: np.ndarray, threshold: float, missed: int) -> dict:
@@ -87,7 +91,7 @@ def _markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     """Command-line entry: writes ``OUT.json`` and ``OUT.md``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, help="ONNX files, or 'bundled'")
+    p.add_argument("--models", nargs="+", required=True, help="ONNX files (LABEL=FILE to name one), or 'bundled'")
     p.add_argument("--data", nargs="+", required=True, type=Path, help="data sets with validate/{real,fake}")
     p.add_argument("--faces", nargs="+", default=["off", "auto"], choices=["off", "auto", "on"])
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/model-comparison-cpu"))
