@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from dfx.engine.calibration import calibrated, expected_calibration_error
-from dfx.engine.inputs import list_images
-from dfx.engine.pipeline import score_files
 from dfx.engine.select import open_backend
 
 __all__ = ["fit_logistic", "noise_floor", "validation_logits"]
@@ -54,20 +52,14 @@ def noise_floor(probs: np.ndarray, draws: int = 200, seed: int = 0) -> float:
 
 
 def validation_logits(model: Path | None, folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The model's calibrated logits (``logit(score)``) and labels on ``folder/validate/{real,fake}``."""
+    """The model's calibrated logits (``logit(score)``) and labels on ``folder``'s validation split, whole images."""
+    from dfx.benchmarks.model_comparison import score_set
     from dfx.engine.default_model import default_model_path
 
-    files, labels = [], []
-    for cls, label in (("real", 0), ("fake", 1)):
-        found = list_images(folder / "validate" / cls)
-        files += found
-        labels += [label] * len(found)
     with open_backend(model or default_model_path(), "onnxruntime-cpu") as be:
-        rows = [r for r in score_files(be, files, 32, faces="off") if r.face is None]
-    scores = np.array([np.nan if r.score is None else r.score for r in rows], np.float64)
-    ok = ~np.isnan(scores)
-    scores = np.clip(scores[ok], 1e-7, 1 - 1e-7)
-    return np.log(scores / (1 - scores)), np.asarray(labels)[ok]
+        labels, scores, _ = score_set(be, folder, "off")
+    scores = np.clip(scores, 1e-7, 1 - 1e-7)
+    return np.log(scores / (1 - scores)), labels
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from dfx.engine import metrics as M
 from dfx.engine.calibration import expected_calibration_error
 from dfx.engine.default_model import default_model_path
-from dfx.engine.inputs import list_images
+from dfx.engine.inputs import VAL_NAMES, child_dir, labelled_images
 from dfx.engine.pipeline import score_files
 from dfx.engine.select import open_backend
 
@@ -32,14 +32,11 @@ __all__ = ["compare_models", "score_set"]
 
 
 def score_set(backend, folder: Path, faces: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(labels, scores, files not scored) for ``folder/validate/{real,fake}``; one score per file (with faces,
-    its most suspicious face's, as dfx-infer's file row)."""
-    files, labels = [], []
-    for cls, label in (("real", 0), ("fake", 1)):
-        found = list_images(folder / "validate" / cls)
-        files += found
-        labels += [label] * len(found)
-    rows = [r for r in score_files(backend, files, 32, faces=faces) if r.face is None]
+    """(labels, scores, files not scored) for the validation split of the data set ``folder``; one score per file
+    (with faces, its most suspicious face's, as dfx-infer's file row)."""
+    items = labelled_images(child_dir(folder, VAL_NAMES) or folder)
+    labels = [y for _, y in items]
+    rows = [r for r in score_files(backend, [p for p, _ in items], 32, faces=faces) if r.face is None]
     ok = np.array([r.score is not None for r in rows])
     scores = np.array([r.score for r in rows if r.score is not None], np.float64)
     return np.asarray(labels)[ok], scores, int((~ok).sum())
