@@ -30,7 +30,7 @@ from dfx.engine.spec import PreprocessSpec, preprocess
 
 from .augment_batch import to_uint8_tensor
 from .faces import load_training_image
-from .sbi import self_blend
+from .sbi import face_marks, self_blend
 
 __all__ = ["Sample", "DataSplits", "load_splits", "check_images", "FaceDataset"]
 
@@ -159,7 +159,8 @@ class FaceDataset(torch.utils.data.Dataset):
     """Decodes with the runtime's decoder, augments (training only), then applies the runtime's preprocess.
 
     With ``sbi`` > 0 the data set grows by ``round(sbi × reals)`` self-blended pseudo-fakes (:mod:`.sbi`): item
-    ``len(samples) + k`` is the k-th real image blended with itself, labelled fake, drawn afresh every epoch.
+    ``len(samples) + k`` is the k-th real image blended with itself, labelled fake, drawn afresh every epoch; its
+    mask follows the face landmarks the runtime's detector finds on it (once, here).
     """
 
     def __init__(self, samples: list[Sample], spec: PreprocessSpec, augment: Any = None, seed: int = 0,
@@ -176,6 +177,8 @@ class FaceDataset(torch.utils.data.Dataset):
         self.cache, self.rows = cache, rows  # once-decoded images (training only) and each sample's row in them
         reals = [i for i, s in enumerate(samples) if s.label == 0]
         self.blended = reals[:round(sbi * len(reals))] if sbi > 0 else []  # the reals each pseudo-fake comes from
+        # Each of those reals' face landmarks, found once: they place its blending mask (None: the stand-in ellipse).
+        self.marks = face_marks(self._image(j) for j in self.blended)
 
     def __len__(self) -> int:
         return len(self.samples) + len(self.blended)
@@ -206,7 +209,7 @@ class FaceDataset(torch.utils.data.Dataset):
         # last sample drawn in the main process (with --workers 0) rather than the epoch.
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(sample_seed(self.seed, epoch, i))
-            img = self_blend(self._image(j)) if blend else None
+            img = self_blend(self._image(j), self.marks[i - len(self.samples)]) if blend else None
             if self.batch_augment is not None:
                 new, params = self.batch_augment.draw(lambda: self._image(j) if img is None else img)
                 new = img if new is None else new

@@ -441,7 +441,9 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     labels = np.array([s.label for s in items])
     n_fake, n_real = int(labels.sum()), int(labels.size - labels.sum())
     if train_ds.blended:
-        log.info("self-blended pseudo-fakes: %d per epoch (from %d real images)", len(train_ds.blended), n_real)
+        placed = sum(m is not None for m in train_ds.marks)
+        log.info("self-blended pseudo-fakes: %d per epoch (from %d real images); masks placed by face landmarks on "
+                 "%d, the stand-in ellipse on %d", len(train_ds.blended), n_real, placed, len(train_ds.marks) - placed)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)

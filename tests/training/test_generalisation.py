@@ -7,15 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from dfx.engine.decode import load_image
 from dfx.engine.errors import DfxError
 from dfx.engine.spec import PreprocessSpec
 from dfx.training import trainer as T
 from dfx.training.checkpoint import load_checkpoint
 from dfx.training.data import FaceDataset, Sample, source_class_weights
-from dfx.training.sbi import self_blend
+from dfx.training.sbi import _mask, face_marks, self_blend
 
-from ..conftest import make_image, write_split
+from ..conftest import make_image, shared_path, write_split
 
 
 def test_a_self_blended_image_changes_the_face_and_keeps_the_corners():
@@ -30,11 +32,51 @@ def test_a_self_blended_image_changes_the_face_and_keeps_the_corners():
     assert np.array_equal(np.asarray(self_blend(img)), b)  # all randomness from torch's seeded RNG
 
 
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    m = mask[..., 0]
+    ys, xs = np.mgrid[:m.shape[0], :m.shape[1]]
+    return np.array([(xs * m).sum(), (ys * m).sum()]) / m.sum()
+
+
+def test_the_blending_mask_follows_the_face_landmarks():
+    # A face in the upper left of a 200-px image, rolled by 30 degrees: eyes, nose, mouth corners.
+    roll = np.deg2rad(30)
+    across, down = np.array([np.cos(roll), np.sin(roll)]), np.array([-np.sin(roll), np.cos(roll)])
+    eyes = np.array([60.0, 50.0])
+    pts = [eyes - 10 * across, eyes + 10 * across, eyes + 18 * down, eyes + 32 * down - 8 * across,
+           eyes + 32 * down + 8 * across]
+    marks = np.array(pts, np.float32) / 200
+    torch.manual_seed(0)
+    placed = _mask(200, 200, marks)
+    torch.manual_seed(0)
+    stand_in = _mask(200, 200)
+    assert np.linalg.norm(_centroid(placed) - (eyes + 13 * down)) < 6  # between the eyes and the mouth
+    assert np.linalg.norm(_centroid(stand_in) - 100) < 15  # without landmarks: where faces lie in a crop
+    assert placed[190:, 190:].max() == 0 and placed[55, 60] > 0  # off the face untouched, on it blended
+    # Turned with the face: more of the mask lies along the (longer) chin-ward axis than across the eye line.
+    m = placed[..., 0] > placed.max() / 2
+    ys, xs = np.nonzero(m)
+    offsets = np.stack([xs, ys], 1) - _centroid(placed)
+    assert np.abs(offsets @ down).max() > np.abs(offsets @ across).max()
+
+
+def test_face_marks_finds_eyes_above_the_mouth_on_real_faces():
+    folder = shared_path("weights", "mesonet", "test_images", "real")
+    images = [load_image(p) for p in sorted(folder.iterdir())]
+    blank = Image.new("RGB", (128, 128), (90, 90, 90))
+    marks = face_marks([*images, blank])
+    assert marks[-1] is None  # no face: the stand-in ellipse
+    for m in marks[:-1]:
+        assert m.shape == (5, 2) and ((m > 0) & (m < 1)).all()
+        assert m[0, 0] < m[1, 0] and m[:2, 1].max() < m[2, 1] < m[3:, 1].min()  # eyes, then nose, then mouth
+
+
 def test_sbi_items_are_fakes_made_from_reals_and_reproducible(tmp_path):
     write_split(tmp_path, 4, np.random.default_rng(0))
     samples = [Sample(str(p), int(p.parent.name == "fake"), "toy") for p in sorted(tmp_path.rglob("*.jpg"))]
     ds = FaceDataset(samples, PreprocessSpec(input_size=(32, 32)), sbi=0.5, seed=1)
     assert len(ds) == 8 + 2 and len(ds.item_samples()) == 10
+    assert ds.marks == [None, None]  # one per pseudo-fake's real; these toy images hold no face the detector finds
     x1, y1 = ds[9]
     assert float(y1) == 1.0 and ds.item_samples()[9].label == 1
     assert ds.item_samples()[9].path in {s.path for s in samples if s.label == 0}
