@@ -178,7 +178,8 @@ class FaceDataset(torch.utils.data.Dataset):
         reals = [i for i, s in enumerate(samples) if s.label == 0]
         self.blended = reals[:round(sbi * len(reals))] if sbi > 0 else []  # the reals each pseudo-fake comes from
         # Each of those reals' face landmarks, found once: they place its blending mask (None: the stand-in ellipse).
-        self.marks = face_marks(self._image(j) for j in self.blended)
+        # Without pseudo-fakes the detector is not even loaded (validation sets, runs without --sbi).
+        self.marks = face_marks(self._image(j) for j in self.blended) if self.blended else []
 
     def __len__(self) -> int:
         return len(self.samples) + len(self.blended)
