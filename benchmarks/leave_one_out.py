@@ -3,10 +3,14 @@
 For each data set given, trains on the others (their ``train/`` splits) and scores the held-out set's
 ``validate/`` split: AUC and EER (threshold-free), and accuracy at the model's own threshold (chosen on its own
 validation data, as in deployment). The table names the recipe, so every recipe change can be reported
-against it. Run from the repository root::
+against it. Held-out AUC moves by several hundredths with the seed alone, so a recipe is judged over seeds:
+``--seed 0 1 2`` runs each and reports the mean and range per held-out set; ``--combine`` merges the results of
+separate runs (one recipe, different seeds or held-out sets) into that table without training. Run from the
+repository root::
 
     python -m dfx.benchmarks.leave_one_out --data ../shared/data/mesonet-deepfake ../shared/data/stylegan2-ffhq \\
-        ../shared/data/ciplab-photoshop --model meso4 --epochs 15 --out benchmarks/results/loso-meso4
+        ../shared/data/ciplab-photoshop --model meso4 --epochs 15 --seed 0 1 2 --out benchmarks/results/loso-meso4
+    python -m dfx.benchmarks.leave_one_out --combine a.json b.json --out benchmarks/results/loso-meso4-seeds
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["leave_one_out"]
+__all__ = ["combine_seeds", "leave_one_out"]
 
 
 def leave_one_out(data: list[Path], model: str, epochs: int, runs: Path, held_out: list[str] | None = None,
@@ -60,6 +64,48 @@ def leave_one_out(data: list[Path], model: str, epochs: int, runs: Path, held_ou
     return {"recipe": {"model": model, "epochs": epochs, **recipe}, "held_out": rows}
 
 
+def combine_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merges results of one recipe with different seeds: per held-out set, AUC and EER per seed, mean and range.
+
+    Args:
+        results: :func:`leave_one_out` results whose recipes are equal apart from ``seed`` (a result without one
+            ran with dfx-train's default seed, 0). The recipe cannot tell code versions apart: combine only runs
+            of the same code.
+
+    Returns:
+        ``{"recipe", "held_out": {name: {trained_on, n, seeds, auc, eer, auc_mean, auc_min, auc_max, eer_mean}}}``.
+
+    Raises:
+        SystemExit: the recipes or the training sets differ, or a set was scored twice with one seed.
+    """
+    def shared(result: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in result["recipe"].items() if k != "seed"}
+
+    recipe = shared(results[0])
+    per_seed: dict[str, dict[int, dict[str, Any]]] = {}
+    for result in results:
+        if (other := shared(result)) != recipe:
+            keys = sorted(k for k in recipe.keys() | other.keys() if recipe.get(k) != other.get(k))
+            raise SystemExit(f"cannot combine different recipes: they differ in {', '.join(keys)}")
+        seed = result["recipe"].get("seed", 0)
+        for name, row in result["held_out"].items():
+            seen = per_seed.setdefault(name, {})
+            if seed in seen:
+                raise SystemExit(f"{name} is scored twice with seed {seed}")
+            first = next(iter(seen.values()), row)
+            if (row["trained_on"], row["n"]) != (first["trained_on"], first["n"]):
+                raise SystemExit(f"{name}: the results were trained on different sets or scored different images")
+            seen[seed] = row
+    rows = {}
+    for name, seen in per_seed.items():
+        seeds = sorted(seen)
+        auc, eer = [seen[s]["auc"] for s in seeds], [seen[s]["eer"] for s in seeds]
+        rows[name] = {"trained_on": seen[seeds[0]]["trained_on"], "n": seen[seeds[0]]["n"], "seeds": seeds,
+                      "auc": auc, "eer": eer, "auc_mean": float(np.mean(auc)), "auc_min": min(auc),
+                      "auc_max": max(auc), "eer_mean": float(np.mean(eer))}
+    return {"recipe": recipe, "held_out": rows}
+
+
 def _markdown(result: dict[str, Any], machine: str) -> str:
     recipe = ", ".join(f"{k}={v}" for k, v in result["recipe"].items())
     lines = [f"Recipe: {recipe}. Machine: {machine}. Each row: trained on the other sets' train/ splits, scored on "
@@ -72,15 +118,42 @@ def _markdown(result: dict[str, Any], machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seeds_markdown(combined: dict[str, Any], machine: str) -> str:
+    recipe = ", ".join(f"{k}={v}" for k, v in combined["recipe"].items())
+    lines = [f"Recipe: {recipe}, over seeds. Machine: {machine}. Each row: trained on the other sets' train/ splits, "
+             "scored on the held-out set's validate/ split, once per seed.", "",
+             "| held-out set | trained on | images | seeds | AUC mean (lowest–highest) | EER mean | AUC per seed |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in combined["held_out"].items():
+        each = ", ".join(f"{a:.3f}" for a in r["auc"])
+        lines.append(f"| {name} | {', '.join(r['trained_on'])} | {r['n']} | {', '.join(map(str, r['seeds']))} | "
+                     f"{r['auc_mean']:.3f} ({r['auc_min']:.3f}–{r['auc_max']:.3f}) | {r['eer_mean']:.3f} | {each} |")
+    return "\n".join(lines) + "\n"
+
+
+def _load_runs(paths: list[Path]) -> list[dict[str, Any]]:
+    """Single-seed results from result files (a multi-seed file contributes each of its runs)."""
+    runs = []
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--combine {path}: not a readable leave-one-out result ({e})") from None
+        runs += [r | {"machine": r.get("machine", result.get("machine"))} for r in result.get("runs", [result])]
+    return runs
+
+
 def main() -> None:
     """Command-line entry: writes ``OUT.json`` and ``OUT.md``; run folders go under ``--runs``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", nargs="+", required=True, type=Path)
+    p.add_argument("--data", nargs="+", type=Path, help="the data sets (each with train/ and validate/)")
+    p.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
+                   help="merge these results of one recipe (different seeds or held-out sets) instead of training")
     p.add_argument("--model", default="meso4")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (a quick, weaker run)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, nargs="+", default=[0], help="one run per seed; several: mean and range")
     p.add_argument("--held-out", nargs="+", help="hold out only these sets (folder names); default: each in turn")
     p.add_argument("--sbi", type=float, default=0.0, help="self-blended pseudo-fakes per real image (dfx-train --sbi)")
     p.add_argument("--balance", default=None, help="dfx-train --balance (loss, sampler, source, none)")
@@ -89,23 +162,36 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/loso"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso"))
     args = p.parse_args()
-    recipe = {"workers": args.workers, "cache": args.cache, "seed": args.seed}
-    if args.max_steps_per_epoch:
-        recipe["max_steps_per_epoch"] = args.max_steps_per_epoch
-    if args.sbi:
-        recipe["sbi"] = args.sbi
-    for key in ("balance", "select"):
-        if getattr(args, key):
-            recipe[key] = getattr(args, key)
-    result = leave_one_out(args.data, args.model, args.epochs, args.runs, args.held_out, **recipe)
-    from dfx.benchmarks.bench import _environment
+    if bool(args.data) == bool(args.combine):
+        p.error("give either --data (to train and score) or --combine (to merge earlier results)")
+    if args.combine:
+        runs = _load_runs(args.combine)
+        machine = "; ".join(dict.fromkeys(str(r["machine"]) for r in runs))
+    else:
+        recipe = {"workers": args.workers, "cache": args.cache}
+        if args.max_steps_per_epoch:
+            recipe["max_steps_per_epoch"] = args.max_steps_per_epoch
+        if args.sbi:
+            recipe["sbi"] = args.sbi
+        for key in ("balance", "select"):
+            if getattr(args, key):
+                recipe[key] = getattr(args, key)
+        from dfx.benchmarks.bench import _environment
 
-    env = _environment()
-    machine = f"{env['cpu']}, {env['cores']} cores, {', '.join(env['gpus']) or 'no GPU'}"
+        env = _environment()
+        machine = f"{env['cpu']}, {env['cores']} cores, {', '.join(env['gpus']) or 'no GPU'}"
+        several = len(args.seed) > 1
+        runs = [leave_one_out(args.data, args.model, args.epochs, args.runs / f"seed-{s}" if several else args.runs,
+                              args.held_out, **recipe, seed=s) | {"machine": machine} for s in args.seed]
+    if len(runs) == 1:
+        result, table = runs[0], _markdown(runs[0], machine)
+    else:
+        result = combine_seeds(runs) | {"machine": machine, "runs": runs}
+        table = _seeds_markdown(result, machine)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result | {"machine": machine}, indent=1))
-    args.out.with_suffix(".md").write_text(_markdown(result, machine))
-    print(_markdown(result, machine))
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":
