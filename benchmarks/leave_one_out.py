@@ -107,27 +107,21 @@ def combine_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _markdown(result: dict[str, Any], machine: str) -> str:
-    recipe = ", ".join(f"{k}={v}" for k, v in result["recipe"].items())
+    """One run's table, or (for :func:`combine_seeds`' result) the table over seeds."""
+    seeds = any("seeds" in r for r in result["held_out"].values())
+    recipe = ", ".join(f"{k}={v}" for k, v in result["recipe"].items()) + (", over seeds" if seeds else "")
+    columns = ("seeds | AUC mean (lowest–highest) | EER mean | AUC per seed" if seeds else
+               "AUC | EER | ACC at the model's threshold")
     lines = [f"Recipe: {recipe}. Machine: {machine}. Each row: trained on the other sets' train/ splits, scored on "
-             "the held-out set's validate/ split.", "",
-             "| held-out set | trained on | images | AUC | EER | ACC at the model's threshold |",
-             "|---|---|---|---|---|---|"]
+             f"the held-out set's validate/ split{', once per seed' if seeds else ''}.", "",
+             f"| held-out set | trained on | images | {columns} |", "|---" * (4 + columns.count("|")) + "|"]
     for name, r in result["held_out"].items():
-        lines.append(f"| {name} | {', '.join(r['trained_on'])} | {r['n']} | {r['auc']:.3f} | {r['eer']:.3f} | "
-                     f"{r['acc_at_model_threshold']:.3f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _seeds_markdown(combined: dict[str, Any], machine: str) -> str:
-    recipe = ", ".join(f"{k}={v}" for k, v in combined["recipe"].items())
-    lines = [f"Recipe: {recipe}, over seeds. Machine: {machine}. Each row: trained on the other sets' train/ splits, "
-             "scored on the held-out set's validate/ split, once per seed.", "",
-             "| held-out set | trained on | images | seeds | AUC mean (lowest–highest) | EER mean | AUC per seed |",
-             "|---|---|---|---|---|---|---|"]
-    for name, r in combined["held_out"].items():
-        each = ", ".join(f"{a:.3f}" for a in r["auc"])
-        lines.append(f"| {name} | {', '.join(r['trained_on'])} | {r['n']} | {', '.join(map(str, r['seeds']))} | "
-                     f"{r['auc_mean']:.3f} ({r['auc_min']:.3f}–{r['auc_max']:.3f}) | {r['eer_mean']:.3f} | {each} |")
+        if seeds:
+            cells = (f"{', '.join(map(str, r['seeds']))} | {r['auc_mean']:.3f} ({r['auc_min']:.3f}–{r['auc_max']:.3f}) "
+                     f"| {r['eer_mean']:.3f} | {', '.join(f'{a:.3f}' for a in r['auc'])}")
+        else:
+            cells = f"{r['auc']:.3f} | {r['eer']:.3f} | {r['acc_at_model_threshold']:.3f}"
+        lines.append(f"| {name} | {', '.join(r['trained_on'])} | {r['n']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -183,11 +177,8 @@ def main() -> None:
         several = len(args.seed) > 1
         runs = [leave_one_out(args.data, args.model, args.epochs, args.runs / f"seed-{s}" if several else args.runs,
                               args.held_out, **recipe, seed=s) | {"machine": machine} for s in args.seed]
-    if len(runs) == 1:
-        result, table = runs[0], _markdown(runs[0], machine)
-    else:
-        result = combine_seeds(runs) | {"machine": machine, "runs": runs}
-        table = _seeds_markdown(result, machine)
+    result = runs[0] if len(runs) == 1 else combine_seeds(runs) | {"machine": machine, "runs": runs}
+    table = _markdown(result, machine)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     args.out.with_suffix(".md").write_text(table)

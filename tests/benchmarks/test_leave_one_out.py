@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from dfx.benchmarks.leave_one_out import _markdown, _seeds_markdown, combine_seeds, leave_one_out  # noqa: E402
+from dfx.benchmarks.leave_one_out import _markdown, combine_seeds, leave_one_out  # noqa: E402
 
 from ..conftest import write_split  # noqa: E402
 
@@ -53,7 +53,7 @@ def test_seeds_combine_into_mean_and_range_per_held_out_set():
     assert a["seeds"] == [0, 1, 2] and a["auc"] == [0.7, 0.8, 0.9]
     assert a["auc_mean"] == pytest.approx(0.8) and (a["auc_min"], a["auc_max"]) == (0.7, 0.9)
     assert a["eer_mean"] == pytest.approx(0.2) and b["seeds"] == [0] and "seed" not in combined["recipe"]
-    table = _seeds_markdown(combined, "test machine")
+    table = _markdown(combined, "test machine")
     assert "| 0.800 (0.700–0.900) |" in table and "0.700, 0.800, 0.900" in table
 
 
