@@ -109,7 +109,8 @@ def combine_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _markdown(result: dict[str, Any], machine: str) -> str:
     """One run's table, or (for :func:`combine_seeds`' result) the table over seeds."""
     seeds = any("seeds" in r for r in result["held_out"].values())
-    recipe = ", ".join(f"{k}={v}" for k, v in result["recipe"].items()) + (", over seeds" if seeds else "")
+    recipe = ", ".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in result["recipe"].items())
+    recipe += ", over seeds" if seeds else ""
     columns = ("seeds | AUC mean (lowest–highest) | EER mean | AUC per seed" if seeds else
                "AUC | EER | ACC at the model's threshold")
     lines = [f"Recipe: {recipe}. Machine: {machine}. Each row: trained on the other sets' train/ splits, scored on "
@@ -152,6 +153,7 @@ def main() -> None:
     p.add_argument("--sbi", type=float, default=0.0, help="self-blended pseudo-fakes per real image (dfx-train --sbi)")
     p.add_argument("--balance", default=None, help="dfx-train --balance (loss, sampler, source, none)")
     p.add_argument("--select", default=None, help="dfx-train --select (auc, worst-source)")
+    p.add_argument("--augment", default=None, help="dfx-train --augment (e.g. flip,crop,color,jpeg,blur,rescale)")
     p.add_argument("--cache", default="auto", help="dfx-train --cache (auto, ram, disk, none); always recorded")
     p.add_argument("--runs", type=Path, default=Path("runs/loso"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso"))
@@ -170,6 +172,8 @@ def main() -> None:
         for key in ("balance", "select"):
             if getattr(args, key):
                 recipe[key] = getattr(args, key)
+        if args.augment:
+            recipe["augment"] = [a.strip() for a in args.augment.split(",") if a.strip() and a.strip() != "none"]
         from dfx.benchmarks.bench import _environment
 
         env = _environment()

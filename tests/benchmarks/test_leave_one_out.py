@@ -99,3 +99,20 @@ def test_the_command_runs_each_seed_in_its_own_folder_and_combines_earlier_files
     loso.main()
     assert json.loads(both.with_suffix(".json").read_text())["held_out"]["a"]["seeds"] == [0, 1, 2]
     assert "0.700 (0.600–0.800)" in both.with_suffix(".md").read_text()
+
+
+def test_the_command_passes_augmentations_as_dfx_train_takes_them(tmp_path, monkeypatch):
+    import dfx.benchmarks.leave_one_out as loso
+
+    seen = {}
+
+    def fake(data, model, epochs, runs, held_out=None, **recipe):
+        seen.update(recipe)
+        return _result(0, {"a": 0.6}, augment=recipe["augment"])
+
+    monkeypatch.setattr(loso, "leave_one_out", fake)
+    out = tmp_path / "aug"
+    monkeypatch.setattr("sys.argv", ["loso", "--data", "d1", "d2", "--augment", "flip, rescale", "--out", str(out)])
+    loso.main()
+    assert seen["augment"] == ["flip", "rescale"]
+    assert "augment=flip+rescale" in out.with_suffix(".md").read_text()
