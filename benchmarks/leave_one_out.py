@@ -160,6 +160,8 @@ def main() -> None:
     args = p.parse_args()
     if bool(args.data) == bool(args.combine):
         p.error("give either --data (to train and score) or --combine (to merge earlier results)")
+    if len(set(args.seed)) < len(args.seed):
+        p.error(f"--seed {' '.join(map(str, args.seed))}: each seed once")
     if args.combine:
         runs = _load_runs(args.combine)
         machine = "; ".join(dict.fromkeys(str(r["machine"]) for r in runs))

@@ -99,6 +99,11 @@ def test_the_command_runs_each_seed_in_its_own_folder_and_combines_earlier_files
     loso.main()
     assert json.loads(both.with_suffix(".json").read_text())["held_out"]["a"]["seeds"] == [0, 1, 2]
     assert "0.700 (0.600–0.800)" in both.with_suffix(".md").read_text()
+    calls.clear()
+    monkeypatch.setattr("sys.argv", ["loso", "--data", "d1", "d2", "--seed", "1", "1", "--out", str(one)])
+    with pytest.raises(SystemExit):  # refused before any training, not after it
+        loso.main()
+    assert calls == []
 
 
 def test_the_command_passes_augmentations_as_dfx_train_takes_them(tmp_path, monkeypatch):
