@@ -181,14 +181,24 @@ def main() -> None:
         env = _environment()
         machine = f"{env['cpu']}, {env['cores']} cores, {', '.join(env['gpus']) or 'no GPU'}"
         several = len(args.seed) > 1
-        runs = [leave_one_out(args.data, args.model, args.epochs, args.runs / f"seed-{s}" if several else args.runs,
-                              args.held_out, **recipe, seed=s) | {"machine": machine} for s in args.seed]
+        runs = []
+        for seed in args.seed:
+            runs.append(leave_one_out(args.data, args.model, args.epochs, args.runs / f"seed-{seed}" if several
+                                      else args.runs, args.held_out, **recipe, seed=seed) | {"machine": machine})
+            if several and len(runs) < len(args.seed):
+                # Hours of training per seed: an interrupted run keeps the table over the seeds it finished.
+                _write(runs, machine, args.out)
+    print(_write(runs, machine, args.out))
+
+
+def _write(runs: list[dict[str, Any]], machine: str, out: Path) -> str:
+    """Writes ``out.json`` and ``out.md`` (one run's table, or the table over seeds); returns the table."""
     result = runs[0] if len(runs) == 1 else combine_seeds(runs) | {"machine": machine, "runs": runs}
     table = _markdown(result, machine)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text(table)
-    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    out.with_suffix(".md").write_text(table)
+    return table
 
 
 if __name__ == "__main__":

@@ -121,3 +121,21 @@ def test_the_command_passes_augmentations_as_dfx_train_takes_them(tmp_path, monk
     loso.main()
     assert seen["augment"] == ["flip", "rescale"]
     assert "augment=flip+rescale" in out.with_suffix(".md").read_text()
+
+
+def test_an_interrupted_run_over_seeds_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
+    import dfx.benchmarks.leave_one_out as loso
+
+    def fake(data, model, epochs, runs, held_out=None, **recipe):
+        if recipe["seed"] == 2:
+            raise KeyboardInterrupt
+        return _result(recipe["seed"], {"a": 0.6 + 0.1 * recipe["seed"]}, workers=recipe["workers"])
+
+    monkeypatch.setattr(loso, "leave_one_out", fake)
+    out = tmp_path / "cut"
+    monkeypatch.setattr("sys.argv", ["loso", "--data", "d1", "d2", "--seed", "0", "1", "2", "--out", str(out)])
+    with pytest.raises(KeyboardInterrupt):
+        loso.main()
+    kept = json.loads(out.with_suffix(".json").read_text())
+    assert kept["held_out"]["a"]["seeds"] == [0, 1] and len(kept["runs"]) == 2
+    assert "| 0, 1 |" in out.with_suffix(".md").read_text()
