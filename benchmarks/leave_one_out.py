@@ -183,8 +183,9 @@ def main() -> None:
         several = len(args.seed) > 1
         runs = []
         for seed in args.seed:
-            runs.append(leave_one_out(args.data, args.model, args.epochs, args.runs / f"seed-{seed}" if several
-                                      else args.runs, args.held_out, **recipe, seed=seed) | {"machine": machine})
+            folder = args.runs / f"seed-{seed}" if several else args.runs
+            runs.append(leave_one_out(args.data, args.model, args.epochs, folder, args.held_out, **recipe, seed=seed)
+                        | {"machine": machine})
             if several and len(runs) < len(args.seed):
                 # Hours of training per seed: an interrupted run keeps the table over the seeds it finished.
                 _write(runs, machine, args.out)
