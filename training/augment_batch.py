@@ -30,7 +30,7 @@ from dfx.engine.spec import PreprocessSpec
 from .augment import rescale, uniform
 from .options import AUGMENTATIONS, CROP_MIN_AREA
 
-__all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor"]
+__all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor", "warp_crops"]
 # One row of per-sample parameters; crop corners are fractions of the cached image.
 PARAMS = ("flip", "y0", "x0", "y1", "x1", "brightness", "contrast", "saturation", "blur_sigma")
 _MAX_SIGMA = 1.5
@@ -121,27 +121,13 @@ class BatchAugment:
     def _crop_flip_resize(self, x: torch.Tensor, p: torch.Tensor, cpu: torch.Tensor) -> torch.Tensor:
         h, w = self.spec.input_size
         if tuple(x.shape[2:]) != (h, w):  # not at the input size (never from the cache): every sample is resampled
-            return self._warp(x, p, (h, w))
+            return warp_crops(x, p, (h, w))
         cropped = (cpu[:, 1:5] != torch.tensor([0.0, 0.0, 1.0, 1.0])).any(1)
         if (k := _samples(cropped, x.device)) is not None:
-            x[k] = self._warp(x[k], p[k], (h, w))
+            x[k] = warp_crops(x[k], p[k], (h, w))
         if (k := _samples((cpu[:, 0] > 0) & ~cropped, x.device)) is not None:  # mirrored only: exact, no resampling
             x[k] = x[k].flip(3)
         return x
-
-    @staticmethod
-    def _warp(x: torch.Tensor, p: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Each sample's crop (and mirror) resampled bilinearly to ``size``."""
-        n, (h, w) = x.shape[0], size
-        flip, y0, x0, y1, x1 = (p[:, i].view(-1, 1, 1) for i in range(5))
-        # The sampling grid of an axis-aligned crop, built per axis: what affine_grid computes, without its
-        # (n·h·w × 3) by (3 × 2) batched product. Pixel centres in [-1, 1], as align_corners=False places them.
-        cx = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1
-        cy = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
-        gx = cx.view(1, 1, w) * ((x1 - x0) * (1 - 2 * flip)) + (x0 + x1 - 1)  # a negative x scale mirrors the crop
-        gy = cy.view(1, h, 1) * (y1 - y0) + (y0 + y1 - 1)
-        grid = torch.stack([gx.expand(n, h, w), gy.expand(n, h, w)], dim=3)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     @staticmethod
     def _colour(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -163,6 +149,26 @@ class BatchAugment:
         y = F.conv2d(y, k.view(n * ch, 1, 1, _KERNEL), groups=n * ch)
         y = F.conv2d(y, k.view(n * ch, 1, _KERNEL, 1), groups=n * ch)
         return y.view(n, ch, h, w)
+
+
+def warp_crops(x: torch.Tensor, p: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Each sample's crop (and mirror) resampled bilinearly to ``size``.
+
+    Args:
+        x: (B, C, H, W) float images.
+        p: (B, ≥ 5) rows whose first columns are flip, y0, x0, y1, x1 (:data:`PARAMS`; corners as fractions).
+        size: the output's (height, width).
+    """
+    n, (h, w) = x.shape[0], size
+    flip, y0, x0, y1, x1 = (p[:, i].view(-1, 1, 1) for i in range(5))
+    # The sampling grid of an axis-aligned crop, built per axis: what affine_grid computes, without its
+    # (n·h·w × 3) by (3 × 2) batched product. Pixel centres in [-1, 1], as align_corners=False places them.
+    cx = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1
+    cy = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
+    gx = cx.view(1, 1, w) * ((x1 - x0) * (1 - 2 * flip)) + (x0 + x1 - 1)  # a negative x scale mirrors the crop
+    gy = cy.view(1, h, 1) * (y1 - y0) + (y0 + y1 - 1)
+    grid = torch.stack([gx.expand(n, h, w), gy.expand(n, h, w)], dim=3)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _samples(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:

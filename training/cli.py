@@ -71,6 +71,10 @@ Examples:
 @click.option("--sbi", type=float, default=0.0, show_default=True,
               help="Self-blended pseudo-fakes (Shiohara & Yamasaki, CVPR 2022) per real image and epoch, added to the "
                    "fake class: the published lever for unseen face swaps. 0 = off, at most 1.")
+@click.option("--consistency", type=float, default=0.0, show_default=True,
+              help="Weight of a penalty on score changes when each training image is cut again 0–10 % tighter "
+                   "(scores of faces that a detector frames a little differently stay alike). 0 = off; each step "
+                   "then scores twice the images.")
 @click.option("--select", type=click.Choice(SELECT_MODES), default="auc", show_default=True,
               help="Keep the epoch with the best pooled validation AUC, or with the best worst-source AUC.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,

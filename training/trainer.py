@@ -33,6 +33,7 @@ from .augment_batch import BatchAugment
 from .batch_feed import BatchImages, collate_rows
 from .cache import ImageCache, decode_once
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
+from .consistency import FramingConsistency
 from .data import (
     DataSplits,
     FaceDataset,
@@ -96,6 +97,7 @@ class TrainConfig:
     faces: str = "off"  # off | precropped | detect (training/faces.py)
     face_scale: float | None = None  # --faces detect: crop side in detector boxes (default FaceCrop's 1.3)
     sbi: float = 0.0  # self-blended pseudo-fakes per real training image and epoch (training/sbi.py); 0 = off
+    consistency: float = 0.0  # weight of the framing-consistency penalty (training/consistency.py); 0 = off
     select: str = "auc"  # auc | worst-source: what picks the kept epoch
     calibrate: bool = True  # fit a temperature on the validation split at the end (engine/calibration.py)
     threshold_policy: str = "eer"  # eer | fpr=<rate> | f1, on the calibrated scores
@@ -145,6 +147,7 @@ _RANGES = {
     "grad_clip": (0, None, True, True), "freeze_epochs": (0, None, True, True), "patience": (1, None, True, True),
     "val_fraction": (0, 1, False, False), "workers": (0, 256, True, True), "ema_decay": (0, 1, True, False),
     "max_steps_per_epoch": (1, None, True, True), "sbi": (0, 1, True, True),
+    "consistency": (0, None, True, True),
     "face_scale": (0.5, 4, True, True),
 }
 
@@ -454,6 +457,7 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     use_amp, amp_dtype = _mixed_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)  # bf16 needs none
+    framing = FramingConsistency(cfg.consistency) if cfg.consistency > 0 else None
     # The compiled module shares the model's parameters; state dicts and the EMA keep using ``model``.
     step_model = torch.compile(model) if cfg.compile else model
 
@@ -524,7 +528,11 @@ def _train(cfg: TrainConfig, out: Path, state: dict[str, Any] | None) -> dict[st
             y = y.to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(step_model(x).squeeze(1).float(), y)
+                if framing is None:
+                    loss = loss_fn(step_model(x).squeeze(1).float(), y)
+                else:  # both views in one pass
+                    logits, reframed = step_model(torch.cat([x, framing.reframe(x)])).squeeze(1).float().chunk(2)
+                    loss = loss_fn(logits, y) + framing.penalty(logits, reframed)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
