@@ -57,13 +57,15 @@ def _first_step_loss(tmp_path, name: str, consistency: float) -> dict:
     return json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
 
 
-def test_a_run_adds_the_penalty_to_its_loss_and_records_it(tmp_path):
+def test_a_run_adds_the_weighted_penalty_to_its_loss_and_records_it(tmp_path):
     write_split(tmp_path / "d" / "train", 6, np.random.default_rng(0))
     write_split(tmp_path / "d" / "validate", 4, np.random.default_rng(1))
-    plain, framed = _first_step_loss(tmp_path, "plain", 0.0), _first_step_loss(tmp_path, "framed", 50.0)
-    # One step from the same weights on the same batch: the same classification loss, plus the penalty.
-    assert np.isfinite(framed["loss"]) and framed["loss"] > plain["loss"]
-    assert json.loads((tmp_path / "framed" / "config.json").read_text())["consistency"] == 50.0
+    losses = [_first_step_loss(tmp_path, f"w{w}", w)["loss"] for w in (1e-6, 50.0, 100.0)]
+    # One step from the same weights on the same two views: the same classification loss, plus weight × the mean
+    # squared score difference, so the loss grows by equal amounts for equal steps in the weight.
+    assert all(np.isfinite(losses)) and losses[1] - losses[0] > 1e-4
+    assert losses[2] - losses[1] == pytest.approx(losses[1] - losses[0], rel=1e-3)
+    assert json.loads((tmp_path / "w50.0" / "config.json").read_text())["consistency"] == 50.0
 
 
 def test_a_negative_weight_is_refused(tmp_path):
