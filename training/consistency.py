@@ -10,6 +10,8 @@ learning, e.g. Laine & Aila, "Temporal Ensembling", ICLR 2017, applied to framin
 
 The second view is cut from the model's input (already augmented and normalised), so it works the same with
 augmentation in the workers or on the device, and zooms in only: a cut never needs pixels from outside the image.
+For the bundled Meso-4 recipe it did not pay for itself (``benchmarks/results/consistency-candidates-cpu.md``), so
+it is off by default.
 """
 
 from __future__ import annotations
