@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfx.engine.artifact import read_onnx_info
 from dfx.engine.decode import load_image
 from dfx.engine.decode_pool import FACE_DECODE_SIDE
 from dfx.engine.default_model import default_model_path
@@ -151,7 +152,7 @@ def main() -> None:
     paths = list_images(a.data / "validate")[:a.files]
     if not paths:
         raise SystemExit(f"no images under {a.data / 'validate'}")
-    min_face = FaceCrop().min_face
+    min_face = (read_onnx_info(model).spec.faces or FaceCrop()).min_face  # the crop measure_stages uses
     images = [load_image(p, target_size=(FACE_DECODE_SIDE, FACE_DECODE_SIDE)) for p in paths]
     r = {"machine": f"{platform.node()} ({platform.processor() or platform.machine()}), CPU", "data": str(a.data),
          "model": model.name, "files": len(paths), "stages": measure_stages(paths, model),
