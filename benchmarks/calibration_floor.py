@@ -18,11 +18,11 @@ repository root::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from dfx.benchmarks.report import save_result
 from dfx.engine.calibration import calibrated, expected_calibration_error
 from dfx.engine.select import open_backend
 
@@ -88,9 +88,7 @@ def main() -> None:
     for name, r in rows.items():
         lines.append(f"| {name} | {r['n']} | {r['ece']:.3f} | {r['ece_pooled_map']:.3f} | {r['ece_own_map']:.3f} "
                      f"({r['own_map'][0]:.2f}, {r['own_map'][1]:.2f}) | {r['noise_floor']:.3f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    save_result(args.out, result, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -15,7 +15,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from collections import defaultdict
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfx.benchmarks.report import save_result
 from dfx.engine.artifact import read_onnx_info
 from dfx.engine.decode import load_image
 from dfx.engine.decode_pool import FACE_DECODE_SIDE
@@ -159,9 +159,7 @@ def main() -> None:
          "networks": measure_networks(images, min_face), "thresholds": measure_thresholds(images, min_face)}
     print(_markdown(r))
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.with_suffix(".json").write_text(json.dumps(r, indent=2))
-        a.out.with_suffix(".md").write_text(_markdown(r))
+        save_result(a.out, r, _markdown(r))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from dfx.benchmarks.report import save_result
 from dfx.engine.calibration import calibrated
 from dfx.engine.default_model import default_model_path
 from dfx.engine.face_crop import crop_face
@@ -267,9 +267,7 @@ def main() -> None:
     r = measure_faces(a.data, model, a.scenes, a.seed, a.min_side, crop, a.cost_files)
     print(_markdown(r))
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.with_suffix(".json").write_text(json.dumps(r, indent=2))
-        a.out.with_suffix(".md").write_text(_markdown(r))
+        save_result(a.out, r, _markdown(r))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from dfx.benchmarks.report import save_result
+
 __all__ = ["combine_seeds", "leave_one_out"]
 
 
@@ -196,9 +198,7 @@ def _write(runs: list[dict[str, Any]], machine: str, out: Path) -> str:
     """Writes ``out.json`` and ``out.md`` (one run's table, or the table over seeds); returns the table."""
     result = runs[0] if len(runs) == 1 else combine_seeds(runs) | {"machine": machine, "runs": runs}
     table = _markdown(result, machine)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(table)
+    save_result(out, result, table)
     return table
 
 

@@ -15,12 +15,12 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dfx.benchmarks.report import save_result
 from dfx.engine import metrics as M
 from dfx.engine.calibration import expected_calibration_error
 from dfx.engine.default_model import default_model_path
@@ -94,9 +94,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/model-comparison-cpu"))
     args = p.parse_args()
     result = compare_models(args.models, args.data, tuple(args.faces))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text(_markdown(result))
+    save_result(args.out, result, _markdown(result))
     print(_markdown(result))
 
 

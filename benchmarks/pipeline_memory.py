@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dfx.benchmarks.report import save_result
 from dfx.engine.decode_pool import DECODE_MODES
 from dfx.engine.inputs import list_images
 
@@ -91,9 +92,7 @@ def main() -> None:
                 r = peak_rss(tree, Path(tmp) / f"scores-{n}-{mode}.csv", mode) | {"files": n, "decode": mode}
                 result["runs"].append(r)
                 print(json.dumps(r), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(result, len(files)))
+    save_result(args.out, result, markdown(result, len(files)))
 
 
 if __name__ == "__main__":

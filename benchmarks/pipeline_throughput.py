@@ -24,13 +24,13 @@ the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from dfx.benchmarks.report import save_result
 from dfx.engine.backends.base import Backend
 from dfx.engine.decode_pool import DECODE_MODES, default_workers, resolve_decode_mode
 from dfx.engine.inputs import list_images
@@ -236,9 +236,7 @@ def main() -> None:
                   f"{r['end_to_end']:.1f} img/s (x{r['e2e_vs_slower_stage']:.2f} of the slower stage); first batch "
                   f"{r['first_batch_s']:.2f} s; faces on {r['end_to_end_faces']:.1f} img/s "
                   f"(x{r['faces_vs_off']:.2f})", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text(_markdown(result))
+    save_result(args.out, result, _markdown(result))
 
 
 if __name__ == "__main__":

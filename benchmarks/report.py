@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from dfx.engine.errors import MissingDependencyError
 
-__all__ = ["table", "markdown", "plot", "figure", "KIND_LABELS"]
+__all__ = ["table", "markdown", "plot", "figure", "save_result", "KIND_LABELS"]
 
 # artifact kind (bench.py) → what the table and plot call it
 KIND_LABELS = {"checkpoint": "torch fp32", "onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8",
@@ -16,6 +17,13 @@ KIND_LABELS = {"checkpoint": "torch fp32", "onnx": "fp32", "onnx-fp16": "fp16", 
 _COLOURS = {"pytorch-eager": "tab:grey", "pytorch-eager-cuda": "tab:brown", "onnxruntime-cpu": "tab:blue",
             "onnxruntime-cuda": "tab:green", "tensorrt": "tab:red"}
 _STYLES = {"checkpoint": ":", "onnx": "-", "onnx-fp16": "--", "onnx-int8": "-.", "engine": "-"}
+
+def save_result(out: Path, result: dict[str, Any], markdown_text: str) -> None:
+    """Writes a benchmark's result as ``OUT.json`` and its table as ``OUT.md`` (folders made as needed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    out.with_suffix(".md").write_text(markdown_text)
+
 
 COLUMNS = ("model", "backend", "kind", "batch", "status", "size MB", "AUC", "ACC", "ms/img p50", "img/s", "x eager",
            "e2e img/s")

@@ -24,11 +24,12 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from dfx.benchmarks.report import save_result
 
 __all__ = ["step_ceiling", "train_rate", "feed_rate", "repeated_data"]
 
@@ -198,9 +199,7 @@ def _write(result: dict, args: argparse.Namespace) -> None:
         rates = [*r["dfx_train"].values()] + ([r["feed"]] if args.feed else [])
         cells = [f"{v:.1f} ({v / r['ceiling']:.2f})" for v in rates]
         lines.append(f"| {m} | {r['ceiling']:.1f} | " + " | ".join(cells) + " |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    save_result(args.out, result, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,3 +13,13 @@ def test_the_networks_share_adds_up_and_counts_every_call():
     assert r["pnet"]["calls"] >= 3 and r["pnet"]["rows"] == r["pnet"]["calls"]
     nets = sum(r[k]["ms"] for k in ("pnet", "rnet", "onet") if k in r)
     assert r["other_ms"] >= 0 and abs(nets + r["other_ms"] - r["total_ms"]) < 0.01
+
+
+def test_results_are_saved_as_json_and_markdown_side_by_side(tmp_path):
+    import json
+
+    from dfx.benchmarks.report import save_result
+
+    save_result(tmp_path / "deep" / "run", {"a": 1}, "| a |\n")
+    assert json.loads((tmp_path / "deep" / "run.json").read_text()) == {"a": 1}
+    assert (tmp_path / "deep" / "run.md").read_text() == "| a |\n"
