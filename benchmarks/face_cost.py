@@ -157,9 +157,10 @@ def main() -> None:
     r = {"machine": f"{platform.node()} ({platform.processor() or platform.machine()}), CPU", "data": str(a.data),
          "model": model.name, "files": len(paths), "stages": measure_stages(paths, model),
          "networks": measure_networks(images, min_face), "thresholds": measure_thresholds(images, min_face)}
-    print(_markdown(r))
+    table = _markdown(r)
+    print(table)
     if a.out:
-        save_result(a.out, r, _markdown(r))
+        save_result(a.out, r, table)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ _COLOURS = {"pytorch-eager": "tab:grey", "pytorch-eager-cuda": "tab:brown", "onn
             "onnxruntime-cuda": "tab:green", "tensorrt": "tab:red"}
 _STYLES = {"checkpoint": ":", "onnx": "-", "onnx-fp16": "--", "onnx-int8": "-.", "engine": "-"}
 
+
 def save_result(out: Path, result: dict[str, Any], markdown_text: str) -> None:
     """Writes a benchmark's result as ``OUT.json`` and its table as ``OUT.md`` (folders made as needed)."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,9 @@
+import json
+
 import numpy as np
 
 from dfx.benchmarks.face_cost import measure_networks
+from dfx.benchmarks.report import save_result
 
 from ..conftest import make_image
 
@@ -16,10 +19,6 @@ def test_the_networks_share_adds_up_and_counts_every_call():
 
 
 def test_results_are_saved_as_json_and_markdown_side_by_side(tmp_path):
-    import json
-
-    from dfx.benchmarks.report import save_result
-
     save_result(tmp_path / "deep" / "run", {"a": 1}, "| a |\n")
     assert json.loads((tmp_path / "deep" / "run.json").read_text()) == {"a": 1}
     assert (tmp_path / "deep" / "run.md").read_text() == "| a |\n"
