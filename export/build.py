@@ -55,8 +55,10 @@ def _check(result: ExportResult, report: VerifyReport, artifact: Path) -> None:
     if not report.passed:
         failed = artifact.with_name(artifact.name + ".failed")
         artifact.replace(failed)  # keep it for inspection, under a name no loader picks up
+        # Generated images lie outside what a trained model has seen and can exaggerate FP16 error.
+        hint = "; verify on real faces with --verify-data DIR" if report.inputs == "generated images" else ""
         raise DfxError(f"verification failed, artifact kept as {failed.name} (earlier exports are untouched): "
-                       f"{report.line()}")
+                       f"{report.line()}{hint}")
 
 
 def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:

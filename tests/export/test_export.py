@@ -67,6 +67,7 @@ def test_verification_failure_exits_1_and_moves_the_artifact(tmp_path, monkeypat
     monkeypatch.setattr(B, "torch_logits", lambda m, x: real(m, x) + 0.5)  # a wrong export, simulated
     r = CliRunner().invoke(main, ["--checkpoint", str(ckpt)])
     assert r.exit_code == 1 and "verification failed" in r.output and "Traceback" not in r.output
+    assert "generated images — FAILED; verify on real faces with --verify-data" in r.output  # no data recorded
     assert not (tmp_path / "meso4.onnx").exists() and (tmp_path / "meso4.onnx.failed").exists()
 
 
