@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from dfx.cli_common import DfxCommand, common_options, run_cli, setup_logging
@@ -111,8 +109,7 @@ def main(model: str, data: tuple[str, ...], resume: bool, overwrite: bool, augme
     if not data and not resume:
         raise DfxError("--data is required (a folder with real/ and fake/, or train/ and validate/ inside)")
     aug = [] if augment.strip().lower() == "none" else [a.strip() for a in augment.split(",") if a.strip()]
-    # Absolute, so that dfx-export, run from another folder, still finds the run's validation images to verify on.
-    cfg = TrainConfig(model=model, data=[os.path.abspath(d) for d in data], augment=aug, **opts)
+    cfg = TrainConfig(model=model, data=list(data), augment=aug, **opts)
     result = train(cfg, resume=resume, overwrite=overwrite)
     best = result["best"]
     click.echo(f"best epoch {result['best_epoch']}: val auc {best['auc']:.4f} acc {best['acc']:.4f} "

@@ -400,6 +400,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         cfg = dataclasses.replace(stored, epochs=stored.epochs if asked_epochs is None else asked_epochs)
     else:
         _claim_run_folder(out, overwrite)
+        # Absolute, so that dfx-export run from another folder still finds the run's validation images.
+        cfg = dataclasses.replace(cfg, data=[os.path.abspath(d) for d in cfg.data])
     with _algorithms(cfg.deterministic):
         return _train(cfg, out, state)
 

@@ -255,20 +255,8 @@ def test_no_amp_is_recorded_and_trains_in_full_precision(tiny_data, tmp_path, mo
     assert json.loads((tmp_path / "r" / "config.json").read_text())["amp"] is False
 
 
-def test_cli_records_data_folders_as_absolute_paths(tmp_path, monkeypatch):
-    # dfx-export verifies on the run's validation images; a path relative to where dfx-train ran is lost elsewhere.
-    from click.testing import CliRunner
-
-    from dfx.training.cli import main
-
-    seen = {}
-
-    def fake_train(cfg, **_):
-        seen["data"] = cfg.data
-        raise DfxError("stop here")
-
-    monkeypatch.setattr(T, "train", fake_train)
-    (tmp_path / "faces").mkdir()
-    monkeypatch.chdir(tmp_path)
-    CliRunner().invoke(main, ["meso4", "--data", "faces"])
-    assert seen["data"] == [str(tmp_path / "faces")]
+def test_the_run_records_its_data_folders_as_absolute_paths(tiny_data, tmp_path, monkeypatch):
+    # dfx-export verifies on the run's validation images; a path relative to where training ran is lost elsewhere.
+    monkeypatch.chdir(tiny_data.parent)
+    T.train(_cfg(tiny_data.name, tmp_path / "r", epochs=1))
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["data"] == [str(tiny_data)]
