@@ -21,7 +21,7 @@ from dfx.engine.inputs import VAL_NAMES, child_dir
 
 from .calibrate import calibrate_onnx
 from .onnx_export import embed_metadata, export_onnx, onnx_module
-from .verify import VerifyReport, backend_logits, compare, torch_logits, verification_inputs
+from .verify import GENERATED, VerifyReport, backend_logits, compare, torch_logits, verification_inputs
 
 __all__ = ["export_model", "ExportResult", "TOLERANCES"]
 
@@ -56,7 +56,7 @@ def _check(result: ExportResult, report: VerifyReport, artifact: Path) -> None:
         failed = artifact.with_name(artifact.name + ".failed")
         artifact.replace(failed)  # keep it for inspection, under a name no loader picks up
         # Generated images lie outside what a trained model has seen and can exaggerate FP16 error.
-        hint = "; verify on real faces with --verify-data DIR" if report.inputs == "generated images" else ""
+        hint = "; verify on real faces with --verify-data DIR" if report.inputs == GENERATED else ""
         raise DfxError(f"verification failed, artifact kept as {failed.name} (earlier exports are untouched): "
                        f"{report.line()}{hint}")
 

@@ -15,7 +15,9 @@ from dfx.engine.decode import DecodeError, load_image
 from dfx.engine.inputs import list_images
 from dfx.engine.spec import PreprocessSpec, preprocess
 
-__all__ = ["VerifyReport", "compare", "verification_inputs", "torch_logits", "backend_logits", "logit"]
+__all__ = ["GENERATED", "VerifyReport", "compare", "verification_inputs", "torch_logits", "backend_logits", "logit"]
+
+GENERATED = "generated images"  # the inputs description when no real images were found
 
 log = logging.getLogger("dfx.export")
 
@@ -114,7 +116,7 @@ def verification_inputs(spec: PreprocessSpec, data_dir: str | Path | None, n: in
         base = np.stack([np.sin(xx / rng.uniform(3, 30) + rng.uniform(0, 6)) for _ in range(3)], -1) * 80 + 128
         base = base + yy[..., None] * rng.uniform(-0.5, 0.5) + rng.normal(0, 12, (h, w, 3))
         xs.append(preprocess(Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)), spec))
-    return np.stack(xs), "generated images"
+    return np.stack(xs), GENERATED
 
 
 def torch_logits(model: Any, x: np.ndarray, batch: int = 16) -> np.ndarray:
