@@ -150,6 +150,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the steps per epoch (a quick, weaker run)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, help="dfx-train --batch-size (its learning rate scales with it)")
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="one run per seed; several: mean and range")
     p.add_argument("--held-out", nargs="+", help="hold out only these sets (folder names); default: each in turn")
     p.add_argument("--sbi", type=float, default=0.0, help="self-blended pseudo-fakes per real image (dfx-train --sbi)")
@@ -173,7 +174,7 @@ def main() -> None:
             recipe["max_steps_per_epoch"] = args.max_steps_per_epoch
         if args.sbi:
             recipe["sbi"] = args.sbi
-        for key in ("balance", "select"):
+        for key in ("batch_size", "balance", "select"):
             if getattr(args, key):
                 recipe[key] = getattr(args, key)
         if args.augment:

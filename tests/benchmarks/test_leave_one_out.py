@@ -106,7 +106,7 @@ def test_the_command_runs_each_seed_in_its_own_folder_and_combines_earlier_files
     assert calls == []
 
 
-def test_the_command_passes_augmentations_as_dfx_train_takes_them(tmp_path, monkeypatch):
+def test_the_command_passes_augmentations_and_batch_size_as_dfx_train_takes_them(tmp_path, monkeypatch):
     import dfx.benchmarks.leave_one_out as loso
 
     seen = {}
@@ -117,9 +117,10 @@ def test_the_command_passes_augmentations_as_dfx_train_takes_them(tmp_path, monk
 
     monkeypatch.setattr(loso, "leave_one_out", fake)
     out = tmp_path / "aug"
-    monkeypatch.setattr("sys.argv", ["loso", "--data", "d1", "d2", "--augment", "flip, rescale", "--out", str(out)])
+    monkeypatch.setattr("sys.argv", ["loso", "--data", "d1", "d2", "--augment", "flip, rescale", "--batch-size", "256",
+                                     "--out", str(out)])
     loso.main()
-    assert seen["augment"] == ["flip", "rescale"]
+    assert seen["augment"] == ["flip", "rescale"] and seen["batch_size"] == 256
     assert "augment=flip+rescale" in out.with_suffix(".md").read_text()
 
 
