@@ -1,95 +1,145 @@
 #!/usr/bin/env bash
-# The GPU checks of the open issues for the lent GPU machine (../shared/GPU.md explains the machine), in as few
-# device calls as its transfer limit (64 MiB a call) allows, with the training benchmark running while the rest
-# arrives. Prepare here first: bash benchmarks/gpu_session.sh prepare  (writes the git-ignored .device/:
-# .device/whl/*.whl, the pure-Python wheels the image lacks; .device/part.0 … part.4, mesonet-deepfake then
-# onnxruntime-gpu 1.31.1 in five parts; .device/manifest, their sizes). Then one device call each, in a row:
-#   bash benchmarks/gpu_session.sh part 0     carry .device/part.0 .device/manifest .device/whl: unpacks the data,
-#                                             installs dfx, starts the training benchmark in the background; the
-#                                             call itself then returns only at its timeout_s (the device tool waits
-#                                             for the background job; seen 2026-12-01): give it 240, which the
-#                                             benchmark uses anyway
-#   bash benchmarks/gpu_session.sh part N     N = 1 … 3, carry .device/part.N
-#   bash benchmarks/gpu_session.sh finish     carry .device/part.4 .device/manifest: installs onnxruntime-gpu,
-#                                             waits for the training benchmark, runs the GPU-marked tests, the
-#                                             whole suite and the pipeline benchmark; results land in $OUT
-set -euo pipefail
-R=/tmp/gpu-results
-ORT=onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
+# The GPU checks of the open issues, sized for a lent GPU machine's budget (15 minutes of device time a session,
+# start-up included; each call carries at most 64 MiB; the machine is released after 30 s without a call, taking
+# /tmp with it). ../shared/GPU.md explains the machine. Prepare here first:
+#   bash benchmarks/gpu_session.sh prepare
+# which writes the git-ignored .device/: whl/ (the pure-Python wheels the image lacks, with which dfx installs),
+# meso/ (mesonet-deepfake, 38 MB) and others/ (stylegan2-ffhq and ciplab-photoshop, 44 MB). Then one device call
+# per phase, each issued as soon as the one before returns, in priority order:
+#   one    carry .device/whl .device/meso     (~4 min) GPU-marked tests; the training benchmark of "dfx-train at
+#                                             GPU speed" for all five models
+#   two    carry .device/whl .device/others   (~5 min) leave-one-source-out of efficientnet_b0 (GPU length, batch
+#                                             256) and of meso4, seed 0: "Detectors that generalise"
+#   three  carry .device/whl                  (~3 min) efficientnet_b0 trained on all three sources, exported to
+#                                             FP16 ONNX and compared with the bundled model; the whole test suite
+# Every phase sets itself up when the machine is fresh (a phase that finds a data set missing says so and skips
+# what needs it), keeps within BUDGET_S seconds (default 290: give the call timeout_s 330), and returns one
+# tar of its results in $OUT even when a step fails or runs out of time. DRY=1 runs the same plumbing on this
+# machine's CPU with tiny workloads (tests/benchmarks/test_gpu_session.py does).
+set -uo pipefail
+shopt -s nullglob
+T=${GPU_SESSION_TMP:-/tmp}  # where the session installs, unpacks and trains
+R=$T/gpu-results
+PY=${PYTHON:-python3}
+DRY=${DRY:-0}
+END=$((SECONDS + ${BUDGET_S:-290}))
 
 prepare() {
-  mkdir -p .device/whl /tmp/ortg
-  python3 -m pip download -q --no-deps -d .device/whl onnxconverter-common onnxslim
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 -d /tmp/ortg onnxruntime-gpu==1.31.1
-  tar -cf /tmp/meso.tar -C ../shared/data mesonet-deepfake
-  local data wheel
-  data=$(stat -c %s /tmp/meso.tar) wheel=$(stat -c %s "/tmp/ortg/$ORT")
-  rm -f .device/part.*
-  cat /tmp/meso.tar "/tmp/ortg/$ORT" | split -b $(((data + wheel) / 5 + 1)) -d -a 1 - .device/part.
-  printf 'DATA_BYTES=%s\nWHEEL_BYTES=%s\n' "$data" "$wheel" > .device/manifest
-  ls -l .device
+  rm -rf .device && mkdir -p .device/whl .device/meso .device/others
+  python3 -m pip download -q --no-deps -d .device/whl onnxconverter-common onnxslim || exit 1
+  tar -cf .device/meso/data.tar -C ../shared/data mesonet-deepfake
+  tar -cf .device/others/data.tar -C ../shared/data stylegan2-ffhq ciplab-photoshop
+  du -sh .device/*
 }
 
-use_site() { export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH; }
+left() { echo $((END - SECONDS)); }
 
-part() {
-  mkdir -p /tmp/parts "$R"
-  cp ".device/part.$1" /tmp/parts/
-  [ "$1" = 0 ] || return 0
-  source .device/manifest
-  mkdir -p /tmp/data && head -c "$DATA_BYTES" /tmp/parts/part.0 | tar -x -C /tmp/data
-  python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .device/whl/*.whl .
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
-  rm -rf /tmp/t && mkdir -p /tmp/t && cp -r tests pyproject.toml /tmp/t/  # outside the checkout (GPU.md)
-  # from a copy in /tmp: the next call replaces the checkout under a script bash is still reading
-  cp benchmarks/gpu_session.sh /tmp/gpu_session.sh
-  (cd /tmp && setsid nohup bash /tmp/gpu_session.sh train > "$R/train.log" 2>&1 < /dev/null &)
-}
-
-train() {  # the training benchmark (#14) alone on the machine: nothing else measures meanwhile
-  use_site
-  local d=/tmp/data/mesonet-deepfake
-  python3 -m dfx.benchmarks.train_throughput --data $d --device cuda --workers 12 --batch-size 256 --steps 60 \
-    --repeat 3 --models meso4,mesoinception4,efficientnet_b0,xception,vit_b16 \
-    --variants ram/device,none/workers --out "$R/train-gpu" || true
-  python3 -m dfx.benchmarks.train_throughput --data $d --device cuda --workers 12 --batch-size 256 --steps 60 \
-    --repeat 3 --models meso4 --variants ram/device,ram/device/noaug,ram/device/det,ram/device/compile --feed \
-    --out "$R/train-gpu-options" || true
-  touch "$R/train.done"
-}
-
-finish() {
-  local end=$((SECONDS + ${BUDGET_S:-540}))
-  source .device/manifest
-  cp .device/part.4 /tmp/parts/
-  cat /tmp/parts/part.? | tail -c +$((DATA_BYTES + 1)) > "/tmp/$ORT"
-  [ "$(stat -c %s "/tmp/$ORT")" = "$WHEEL_BYTES" ] || { echo "the onnxruntime-gpu wheel arrived incomplete"; exit 1; }
-  [ -d /tmp/ortgpu ] || python3 -m pip install -q --no-deps --target /tmp/ortgpu "/tmp/$ORT"
-  use_site
-  local nv
-  nv=$(python3 -c "import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))")/nvidia
-  export PYTHONPATH=/tmp/ortgpu:$PYTHONPATH LD_LIBRARY_PATH=$(ls -d "$nv"/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
-  python3 -c "import onnxruntime as o; print(o.__version__, o.get_available_providers())" | tee "$R/ort.txt"
-  while [ ! -e "$R/train.done" ] && [ $SECONDS -lt $((end - 300)) ]; do sleep 2; done
-  [ -e "$R/train.done" ] || echo "training benchmark still running; its partial results follow" | tee -a "$R/train.log"
-  # tests/test_docs.py and tests/test_packaging.py read the source tree, which the copy leaves out (GPU.md)
-  local skip=(--ignore tests/test_docs.py --ignore tests/test_packaging.py)
-  (cd /tmp/t && timeout 120 pytest -q -m gpu -rs "${skip[@]}" 2>&1) > "$R/tests-gpu.txt" || true
-  tail -3 "$R/tests-gpu.txt"
-  # the whole suite in four processes, then what failed once more alone (to tell parallelism from real faults)
-  (cd /tmp/t && timeout $((end - SECONDS - 100)) pytest -q -m "not slow" -n 4 "${skip[@]}" 2>&1) \
-    > "$R/tests-all.txt" || (cd /tmp/t && timeout 60 pytest -q --lf -m "not slow" "${skip[@]}" 2>&1 | tail -30) \
-    >> "$R/tests-all.txt" || true
-  tail -3 "$R/tests-all.txt"
-  local left=$((end - SECONDS - 10))
-  if [ $left -gt 40 ]; then  # from /tmp: in the checkout its dfx/ folder hides the installed package
-    cd /tmp && timeout $left python3 -m dfx.benchmarks.pipeline_throughput --data /tmp/data/mesonet-deepfake/validate \
-      --backend onnxruntime-cuda --threads 16 --batch-size 256 --large 1024 --rounds 3 \
-      --models meso4,efficientnet_b0 --out "$R/pipeline-gpu" > "$R/pipeline-gpu.log" 2>&1 || true
+step() {  # step NAME SECONDS 'COMMAND': runs COMMAND within min(SECONDS, what is left), logs its time and status
+  local name=$1 want=$2 t0=$SECONDS rc limit
+  limit=$(($(left) - 15))
+  [ "$limit" -gt "$want" ] && limit=$want
+  if [ "$limit" -lt 20 ]; then
+    echo "$name: skipped, ${limit}s left" | tee -a "$R/steps.txt"
+    return 0
   fi
-  tar -cf "${OUT:-$OLDPWD}/gpu-results.tar" -C "$R" .  # one file: at most 8 come back
-  tail -15 "$R/train.log"
+  timeout "$limit" bash -c "$3" > "$R/$name.log" 2>&1
+  rc=$?
+  echo "$name: rc $rc, $((SECONDS - t0)) s (limit $limit)" | tee -a "$R/steps.txt"
+  tail -4 "$R/$name.log"
 }
 
-"${1:?usage: gpu_session.sh prepare | part N | train | finish}" "${@:2}"
+setup() {  # installs dfx once per machine, unpacks the data carried by this call
+  mkdir -p $T/data
+  for tarball in .device/*/data.tar; do [ -e "$tarball" ] && tar -xf "$tarball" -C $T/data; done
+  if [ ! -d $T/site/dfx ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --target $T/site .device/whl/*.whl . \
+      > "$R/install.log" 2>&1 || { echo "dfx did not install" | tee -a "$R/steps.txt"; return 1; }
+  fi
+  # Tests and modules run from /tmp: in the checkout its dfx/ folder would hide the installed package (GPU.md).
+  rm -rf $T/t && mkdir -p $T/t && cp -r tests pyproject.toml $T/t/
+  export PYTHONPATH=$T/site${PYTHONPATH:+:$PYTHONPATH} PATH=$T/site/bin:$PATH
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$R/gpu.txt" 2>&1
+  (cd $T && "$PY" -c "import dfx, torch; print('dfx', dfx.__version__, 'torch', torch.__version__,
+      'cuda', torch.cuda.is_available())") 2>&1 | tee "$R/versions.txt"
+  ls $T/data | tee "$R/data.txt"
+}
+
+collect() {  # one tar: at most 8 files come back
+  local dest=${OUT:-$T/gpu-out}
+  mkdir -p "$dest" && tar -cf "$dest/gpu-$PHASE.tar" -C "$R" . && echo "results: $dest/gpu-$PHASE.tar"
+}
+
+have() { for s in "$@"; do [ -d "$T/data/$s/train" ] || return 1; done; }
+
+# Workloads: the real ones, or tiny ones for the dry run on a CPU.
+if [ "$DRY" = 1 ]; then
+  DEV=cpu WORKERS=2 BATCH=16 STEPS=2 REPEAT=1 MODELS=meso4 EPOCHS=1 CAP="--max-steps-per-epoch 2"
+else
+  DEV=cuda WORKERS=12 BATCH=256 STEPS=60 REPEAT=3 MODELS=meso4,mesoinception4,efficientnet_b0,xception,vit_b16
+  EPOCHS=${EPOCHS:-15} CAP=""
+fi
+SETS="$T/data/mesonet-deepfake $T/data/stylegan2-ffhq $T/data/ciplab-photoshop"
+
+loso() {  # 'COMMAND' for leave-one-source-out of MODEL, seed 0, over the folds whose training sets are here
+  local model=$1 epochs=$2 batch=${3:+--batch-size $3} held=""
+  have stylegan2-ffhq ciplab-photoshop && held+=" mesonet-deepfake"
+  have mesonet-deepfake ciplab-photoshop && held+=" stylegan2-ffhq"
+  have mesonet-deepfake stylegan2-ffhq && held+=" ciplab-photoshop"
+  local sets=""
+  for s in $SETS; do [ -d "$s/validate" ] && sets+=" $s"; done
+  [ -n "$held" ] || { echo "echo no fold has its training sets here; exit 1"; return; }
+  echo "cd $T && $PY -m dfx.benchmarks.leave_one_out --data$sets --held-out$held --model $model \
+    --epochs $epochs --workers $WORKERS $batch $CAP --runs $T/runs/loso-$model --out $R/loso-$model-gpu"
+}
+
+one() {
+  step tests-gpu 90 "cd $T/t && pytest -q -m gpu -rs --ignore tests/test_docs.py --ignore tests/test_packaging.py"
+  if ! have mesonet-deepfake; then
+    echo "train-gpu: skipped, mesonet-deepfake is not here (carry .device/meso)" | tee -a "$R/steps.txt"
+    return
+  fi
+  local bench="cd $T && $PY -m dfx.benchmarks.train_throughput --data $T/data/mesonet-deepfake --device $DEV \
+    --workers $WORKERS --batch-size $BATCH --steps $STEPS --repeat $REPEAT"
+  for m in ${MODELS//,/ }; do  # one step each: a model that runs out of time leaves the others' results
+    step "train-gpu-$m" 45 "$bench --models $m --variants ram/device --out $R/train-gpu-$m"
+  done
+  step train-gpu-meso4-options 60 "$bench --models meso4 --variants ram/device,ram/device/noaug --feed \
+    --out $R/train-gpu-meso4-options"
+}
+
+two() {
+  step loso-efficientnet_b0 200 "$(loso efficientnet_b0 "$EPOCHS" "$BATCH")"
+  step loso-meso4 80 "$(loso meso4 10)"
+}
+
+three() {
+  if have mesonet-deepfake stylegan2-ffhq ciplab-photoshop; then
+    local run=$T/runs/effb0-all data=""
+    for s in $SETS; do data+=" --data $s"; done
+    step candidate-train 100 "cd $T && dfx-train efficientnet_b0$data --no-pretrained --epochs $EPOCHS \
+      --batch-size $BATCH --workers $WORKERS $CAP --out $run --overwrite"
+    step candidate-export 40 "cd $T && dfx-export --checkpoint $run/best.safetensors --fp16 --no-engine \
+      --out $R/candidate"
+    step candidate-compare 60 "cd $T && $PY -m dfx.benchmarks.model_comparison --models bundled \
+      accurate=\$(ls $R/candidate/*.fp16.onnx) --data $SETS --faces off --out $R/candidate-comparison"
+  else
+    echo "candidate: skipped, the three data sets are not all here (phases one and two carry them)" \
+      | tee -a "$R/steps.txt"
+  fi
+  local n=""
+  (cd $T && "$PY" -c "import xdist") 2>/dev/null && n="-n 8"
+  step tests-all 400 "cd $T/t && pytest -q -m 'not slow' $n --ignore tests/test_docs.py \
+    --ignore tests/test_packaging.py"
+}
+
+PHASE=${1:?usage: gpu_session.sh prepare | one | two | three}
+case $PHASE in
+  prepare) prepare ;;
+  one|two|three)
+    rm -rf "$R" && mkdir -p "$R"
+    trap collect EXIT
+    setup || exit 1
+    "$PHASE"
+    cat "$R/steps.txt" ;;
+  *) echo "unknown phase $PHASE; valid: prepare, one, two, three" >&2; exit 2 ;;
+esac
