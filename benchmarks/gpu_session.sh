@@ -118,10 +118,12 @@ three() {
     for s in $SETS; do data+=" --data $s"; done
     step candidate-train 100 "cd $T && dfx-train efficientnet_b0$data --no-pretrained --epochs $EPOCHS \
       --batch-size $BATCH --workers $WORKERS $CAP --out $run --overwrite"
+    # What comes back must stay under 16 MiB: the FP16 file, the run's records and the export's report.
     step candidate-export 40 "cd $T && dfx-export --checkpoint $run/best.safetensors --fp16 --no-engine \
-      --out $R/candidate"
+      --out $T/candidate && mkdir -p $R/candidate && cp $T/candidate/*.fp16.onnx $T/candidate/*.export.json \
+      $run/MODEL_CARD.md $run/metrics.jsonl $run/best.json $run/config.json $R/candidate/"
     step candidate-compare 60 "cd $T && $PY -m dfx.benchmarks.model_comparison --models bundled \
-      accurate=\$(ls $R/candidate/*.fp16.onnx) --data $SETS --faces off --out $R/candidate-comparison"
+      accurate=\$(ls $T/candidate/*.fp16.onnx) --data $SETS --faces off --out $R/candidate-comparison"
   else
     echo "candidate: skipped, the three data sets are not all here (phases one and two carry them)" \
       | tee -a "$R/steps.txt"
