@@ -39,6 +39,7 @@ class ScanSummary:
 
     scored: int = 0
     fake: int = 0
+    videos: int = 0  # of ``scored``: videos, each one row however many frames it gave
     skipped_resume: int = 0
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -56,8 +57,11 @@ class ScanSummary:
         err = f", {self.failed} errors ({', '.join(f'{n} {s}' for s, n in self.errors.most_common())})" \
             if self.failed else ""
         skip = f", {self.skipped_resume} already in the output" if self.skipped_resume else ""
-        return (f"scored {self.scored} images: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
-                f"in {self.seconds:.1f} s ({rate:.1f} img/s, {self.model} on {self.backend})")
+        what = f"{self.scored} images" if not self.videos else (
+            f"{self.scored - self.videos} images and {self.videos} video{'s' * (self.videos > 1)}")
+        return (f"scored {what}: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
+                f"in {self.seconds:.1f} s ({rate:.1f} {'files' if self.videos else 'img'}/s, {self.model} on "
+                f"{self.backend})")
 
 
 def _unseen(files: Iterator[Path], done: set[str], summary: ScanSummary, bar) -> Iterator[Path]:
@@ -216,6 +220,7 @@ def scan(
                     if row.status == Status.OK:
                         summary.scored += 1
                         summary.fake += row.label == "fake"
+                        summary.videos += is_video_path(Path(row.path))
                     else:
                         summary.errors[row.status] += 1
                     if i % batch_size == batch_size - 1:

@@ -60,6 +60,7 @@ def test_a_video_gets_one_row_with_its_frames_and_faces(face_model, tmp_path):
     rows = list(csv.DictReader(out.open()))
     frame_rows, own = rows[:-1], rows[-1]
     assert own["face"] == "" and own["frame"] == "" and own["status"] == "ok" and s.scored == 1
+    assert s.videos == 1 and s.line().startswith("scored 0 images and 1 video: ") and " files/s, " in s.line()
     assert int(own["frames"]) == 6 and int(own["faces"]) == 6  # 2 per second over 3 s, one face each
     assert [int(r["frame"]) for r in frame_rows] == [0, 5, 10, 15, 20, 25]
     scores = [float(r["score"]) for r in frame_rows]
