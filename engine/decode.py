@@ -6,6 +6,7 @@ everywhere. Nothing is ever replaced by a blank image.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -19,10 +20,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "is_video_path", "IMAGE_EXTENSIONS",
            "VIDEO_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# HEIC/HEIF (phones' photo format) decodes with the optional pillow-heif (dfx[heif]); without it such a file gets
+# a row that says how to read it, never silence.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".heic", ".heif")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")  # scored by their faces (dfx.engine.video)
 # 100 megapixels: far above any face photo, far below what exhausts memory when a bomb is decoded.
 DEFAULT_MAX_PIXELS = 100_000_000
+
+# ISO base media files start with a 'ftyp' box naming their brand: these are HEIF stills (AVIF is Pillow's own).
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 # Pillow's own bomb check is a warning at MAX_IMAGE_PIXELS and an error at twice that; ours is explicit below.
 Image.MAX_IMAGE_PIXELS = None
@@ -109,6 +115,47 @@ def load_image(
         DecodeError: with the status saying why the file cannot be scored.
     """
     try:
+        return _load(source, target_size, max_pixels)
+    except UnidentifiedImageError:
+        if _brand(source) not in _HEIF_BRANDS:
+            raise DecodeError(Status.NOT_IMAGE, "not a recognised image format") from None
+        if not _heif_opener():
+            raise DecodeError(Status.DECODE_ERROR, "a HEIC/HEIF photo: reading it needs pillow-heif (pip install "
+                                                   "'dfx[heif]'), or convert it to JPEG") from None
+        try:
+            return _load(source, target_size, max_pixels)  # once more, now that Pillow knows the format
+        except UnidentifiedImageError:
+            raise DecodeError(Status.DECODE_ERROR, "a HEIC/HEIF header, but pillow-heif cannot read the file") \
+                from None
+
+
+@functools.cache
+def _heif_opener() -> bool:
+    """Registers pillow-heif's opener with Pillow once per process; False when it is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _brand(source: str | os.PathLike | bytes) -> bytes:
+    """The ISO base media brand of a file ('heic', 'avif' …), or b'' when it has none or cannot be read."""
+    try:
+        if isinstance(source, bytes):
+            head = source[:12]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(12)
+    except OSError:
+        return b""
+    return head[8:12] if head[4:8] == b"ftyp" else b""
+
+
+def _load(source: str | os.PathLike | bytes, target_size: tuple[int, int] | None, max_pixels: int) -> Image.Image:
+    """:func:`load_image` but for unidentified formats, which raise ``UnidentifiedImageError``."""
+    try:
         if isinstance(source, bytes):
             if not source:
                 raise DecodeError(Status.EMPTY, "file is empty (0 bytes)")
@@ -131,10 +178,8 @@ def load_image(
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return to_rgb(img)
-    except DecodeError:
+    except (DecodeError, UnidentifiedImageError):
         raise
-    except UnidentifiedImageError as e:
-        raise DecodeError(Status.NOT_IMAGE, "not a recognised image format") from e
     except (PermissionError, FileNotFoundError, IsADirectoryError) as e:
         raise DecodeError(Status.UNREADABLE, f"{type(e).__name__}: {e.strerror or e}") from e
     except Image.DecompressionBombError as e:

@@ -54,8 +54,8 @@ class ScanSummary:
     def line(self) -> str:
         """One human-readable summary line."""
         rate = self.scored / self.seconds if self.seconds > 0 else 0.0
-        err = f", {self.failed} errors ({', '.join(f'{n} {s}' for s, n in self.errors.most_common())})" \
-            if self.failed else ""
+        kinds = ", ".join(f"{n} {s}" for s, n in self.errors.most_common())
+        err = f", {self.failed} error{'s' * (self.failed != 1)} ({kinds})" if self.failed else ""
         skip = f", {self.skipped_resume} already in the output" if self.skipped_resume else ""
         what = f"{self.scored} images" if not self.videos else (
             f"{self.scored - self.videos} images and {self.videos} video{'s' * (self.videos > 1)}")

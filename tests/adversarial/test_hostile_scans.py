@@ -87,7 +87,7 @@ def test_a_folder_that_cannot_be_listed_gets_an_unreadable_row(folder, tiny_onnx
     monkeypatch.setattr(inputs.os, "scandir", scandir)  # root ignores chmod 000, so the refusal is simulated
     out = tmp_path / "s.csv"
     r = _run(folder, "-r", "--engine", tiny_onnx, "--backend", CPU, "-o", out)
-    assert r.exit_code == 2 and "1 errors (1 unreadable)" in r.output
+    assert r.exit_code == 2 and "1 error (1 unreadable)" in r.output
     rows = {x["path"]: x for x in csv.DictReader(out.open())}
     assert rows[str(locked)]["status"] == "unreadable" and "could not be listed" in rows[str(locked)]["error"]
 

@@ -49,3 +49,48 @@ def test_pixel_limit_and_missing_file(tmp_path, bad_corpus):
     with pytest.raises(DecodeError) as e:
         load_image(tmp_path / "missing.jpg")
     assert e.value.status == "unreadable"
+
+
+def _photo():
+    from ..conftest import make_image
+
+    return make_image(0, np.random.default_rng(3), 64).convert("RGB")
+
+
+def test_avif_and_heic_photos_decode_and_are_found_in_folders(tmp_path):
+    from PIL import features
+
+    from dfx.engine.inputs import iter_inputs
+
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the heif extra (pillow-heif) is not installed")
+    img = _photo()
+    pillow_heif.from_pillow(img).save(tmp_path / "phone.HEIC", quality=95)
+    (tmp_path / "misnamed.jpg").write_bytes((tmp_path / "phone.HEIC").read_bytes())  # named .jpg, still HEIC
+    names = ["phone.HEIC", "misnamed.jpg"]
+    if features.check("avif"):
+        img.save(tmp_path / "web.avif", quality=95)
+        names.append("web.avif")
+    assert sorted(p.name for p in iter_inputs([tmp_path])) == sorted(names)
+    for name in names:
+        out = load_image(tmp_path / name)
+        assert out.mode == "RGB" and out.size == img.size
+        assert np.abs(np.asarray(out, np.float32) - np.asarray(img, np.float32)).mean() < 8  # lossy, same picture
+    (tmp_path / "broken.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    with pytest.raises(DecodeError) as e:
+        load_image(tmp_path / "broken.heic")
+    assert e.value.status == "decode_error" and "pillow-heif cannot read" in e.value.message
+
+
+def test_without_pillow_heif_a_heic_photo_gets_a_row_naming_the_extra(tmp_path):
+    import subprocess
+    import sys
+
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the heif extra (pillow-heif) is needed to write one")
+    img = _photo()
+    pillow_heif.from_pillow(img).save(tmp_path / "phone.heic")
+    code = ("import sys; sys.modules['pillow_heif'] = None\n"  # as if the extra were not installed
+            "from dfx.engine.decode import DecodeError, load_image\n"
+            f"try:\n    load_image({str(tmp_path / 'phone.heic')!r})\n"
+            "except DecodeError as e:\n    print(e.status, '|', e.message)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.startswith("decode_error | a HEIC/HEIF photo") and "dfx[heif]" in out.stdout
