@@ -22,7 +22,8 @@ __all__ = ["DecodeError", "Status", "load_image", "to_rgb", "is_image_path", "is
 
 # HEIC/HEIF (phones' photo format) decodes with the optional pillow-heif (dfx[heif]); without it such a file gets
 # a row that says how to read it, never silence.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".heic", ".heif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif",
+                    ".heic", ".heif")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")  # scored by their faces (dfx.engine.video)
 # 100 megapixels: far above any face photo, far below what exhausts memory when a bomb is decoded.
 DEFAULT_MAX_PIXELS = 100_000_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def path_key(path: str | os.PathLike) -> str:
     return os.path.realpath(path)
 
 
-def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]], videos: bool) -> Iterator[Path]:
+def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]], videos: bool,
+          passed: Counter | None) -> Iterator[Path]:
     try:
         st = folder.stat()
     except OSError:  # e.g. a path longer than PATH_MAX: a row that says so, not silence
@@ -47,16 +49,20 @@ def _walk(folder: Path, recursive: bool, seen_dirs: set[tuple[int, int]], videos
             is_dir = False
         if is_dir:
             if recursive:
-                yield from _walk(path, recursive, seen_dirs, videos)
+                yield from _walk(path, recursive, seen_dirs, videos, passed)
         elif is_image_path(path) or (videos and is_video_path(path)):
             yield path  # broken symlinks included: they get an 'unreadable' row rather than vanishing
+        elif passed is not None:
+            passed[path.suffix.lower() or "no extension"] += 1
 
 
-def iter_inputs(paths: Iterable[str | Path], recursive: bool = False, videos: bool = False) -> Iterator[Path]:
+def iter_inputs(paths: Iterable[str | Path], recursive: bool = False, videos: bool = False,
+                passed: Counter | None = None) -> Iterator[Path]:
     """Image files (and video files, when ``videos``) to score, yielded lazily and in a stable order, each once.
 
     Files named explicitly are always yielded (whatever their extension); folders contribute files with an
-    image extension (or a video one), descending into subfolders when ``recursive``.
+    image extension (or a video one), descending into subfolders when ``recursive``. The other files met in
+    folders are counted by extension into ``passed`` when given, so a caller can say what it did not look at.
 
     Raises:
         DfxError: when a named path does not exist.
@@ -65,16 +71,16 @@ def iter_inputs(paths: Iterable[str | Path], recursive: bool = False, videos: bo
     for p in paths:  # checked now, not on first iteration, so a typo fails before any output is written
         if not p.exists() and not p.is_symlink():
             raise DfxError(f"{p}: no such file or folder")
-    return _iter(paths, recursive, videos)
+    return _iter(paths, recursive, videos, passed)
 
 
-def _iter(paths: list[Path], recursive: bool, videos: bool) -> Iterator[Path]:
+def _iter(paths: list[Path], recursive: bool, videos: bool, passed: Counter | None) -> Iterator[Path]:
     seen_dirs: set[tuple[int, int]] = set()
     # One folder never yields a file twice (seen_dirs stops re-walks); only several inputs can overlap, so the
     # per-file set — the one thing that grows with the collection — is kept only then.
     seen_files: set[str] | None = set() if len(paths) > 1 else None
     for p in paths:
-        for f in _walk(p, recursive, seen_dirs, videos) if p.is_dir() else iter([p]):
+        for f in _walk(p, recursive, seen_dirs, videos, passed) if p.is_dir() else iter([p]):
             if seen_files is not None:
                 key = path_key(f)
                 if key in seen_files:

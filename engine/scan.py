@@ -40,6 +40,7 @@ class ScanSummary:
     scored: int = 0
     fake: int = 0
     videos: int = 0  # of ``scored``: videos, each one row however many frames it gave
+    passed: Counter = field(default_factory=Counter)  # files in the folders not looked at, by extension
     skipped_resume: int = 0
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -57,11 +58,18 @@ class ScanSummary:
         kinds = ", ".join(f"{n} {s}" for s, n in self.errors.most_common())
         err = f", {self.failed} error{'s' * (self.failed != 1)} ({kinds})" if self.failed else ""
         skip = f", {self.skipped_resume} already in the output" if self.skipped_resume else ""
-        what = f"{self.scored} images" if not self.videos else (
-            f"{self.scored - self.videos} images and {self.videos} video{'s' * (self.videos > 1)}")
-        return (f"scored {what}: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
+        images = self.scored - self.videos
+        what = f"{images} image{'s' * (images != 1)}" + (
+            f" and {self.videos} video{'s' * (self.videos != 1)}" if self.videos else "")
+        line = (f"scored {what}: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
                 f"in {self.seconds:.1f} s ({rate:.1f} {'files' if self.videos else 'img'}/s, {self.model} on "
                 f"{self.backend})")
+        if self.passed:  # an extensionless crawl or unlisted format must not look like a complete scan
+            n, top = sum(self.passed.values()), self.passed.most_common(4)
+            kinds = ", ".join(f"{k} {v}" for k, v in top) + (", …" if len(self.passed) > len(top) else "")
+            line += (f"; {n} other file{'s' * (n != 1)} in the folders not looked at ({kinds}); a file named "
+                     f"on the command line is read whatever its extension")
+        return line
 
 
 def _unseen(files: Iterator[Path], done: set[str], summary: ScanSummary, bar) -> Iterator[Path]:
@@ -169,7 +177,8 @@ def scan(
     artifact = engine or default_model_path()
     be = open_backend(artifact, backend, fp16=fp16)
     spec = resolve_faces(faces, be.info.spec)
-    files = iter_inputs(inputs, recursive, videos=spec.faces is not None)
+    passed: Counter = Counter()
+    files = iter_inputs(inputs, recursive, videos=spec.faces is not None, passed=passed)
     first = next(files, None)
     if first is None:  # stop before anything is written, and say why
         raise DfxError(explain_no_images(inputs, recursive))
@@ -180,7 +189,7 @@ def scan(
     check_buffers_fit(DEPTH + 1, min(batch_size, be.max_batch or batch_size), be.info.spec)  # before any output
     summary = ScanSummary(backend=f"{be.name} ({be.device}), {mode} decoding"
                           + (f", faces by {spec.faces.detector}" if spec.faces else ""),
-                          model=f"{be.info.arch} from {be.path.name}")
+                          model=f"{be.info.arch} from {be.path.name}", passed=passed)
     fields = FACE_FIELDS if spec.faces is not None else FIELDS
     run_threshold = be.info.threshold if threshold is None else threshold
     with contextlib.ExitStack() as stack:

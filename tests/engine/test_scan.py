@@ -235,6 +235,24 @@ def test_overlapping_inputs_give_one_row_per_file(bad_corpus, tiny_onnx, tmp_pat
     assert len(paths) == len(set(paths)) == len(bad_corpus)
 
 
+def test_files_passed_over_in_folders_are_counted_and_named_files_are_read_whatever_their_name(
+        tmp_path, bad_corpus, tiny_onnx):
+    folder = tmp_path / "crawl"
+    (folder / "sub").mkdir(parents=True)
+    jpeg = bad_corpus["rgb"].read_bytes()
+    (folder / "a.jpg").write_bytes(jpeg)
+    (folder / "b.jfif").write_bytes(jpeg)  # Windows' name for a downloaded JPEG: an image extension
+    (folder / "3f9a7c").write_bytes(jpeg)  # a crawl's file without an extension
+    (folder / "notes.txt").write_text("x")
+    (folder / "sub" / "c.JPG").write_bytes(jpeg)
+    (folder / "sub" / "readme.txt").write_text("y")
+    r = _run(folder, "-r", "--engine", tiny_onnx, "-o", tmp_path / "s.csv")
+    assert r.exit_code == 0 and "scored 3 images" in r.output
+    assert "3 other files in the folders not looked at (.txt 2, no extension 1)" in r.output
+    r = _run(folder / "3f9a7c", "--engine", tiny_onnx)
+    assert r.exit_code == 0 and "scored 1 image:" in r.output and "not looked at" not in r.output
+
+
 def test_no_images_exits_1_and_says_why(tmp_path, bad_corpus):
     nested = tmp_path / "nested"
     (nested / "df").mkdir(parents=True)
