@@ -41,7 +41,7 @@ from dfx.engine.progress import progress_bar
 
 from .timing import measure
 
-__all__ = ["run_bench", "discover_artifacts", "SCHEMA_VERSION", "artifact_kind"]
+__all__ = ["run_bench", "discover_artifacts", "SCHEMA_VERSION", "artifact_kind", "machine_line"]
 
 log = logging.getLogger("dfx.bench")
 SCHEMA_VERSION = 1
@@ -124,6 +124,12 @@ def _environment() -> dict[str, Any]:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "physical_cores": physical_cores(), "gpus": gpus,
             "platform": platform.platform(), "versions": versions}
+
+
+def machine_line() -> str:
+    """This machine in one line for a result's header: CPU model, cores, GPUs."""
+    env = _environment()
+    return f"{env['cpu']}, {env['cores']} cores, {', '.join(env['gpus']) or 'no GPU'}"
 
 
 def _open(path: Path, backend: str) -> Backend:

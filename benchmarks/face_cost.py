@@ -15,13 +15,13 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from dfx.benchmarks.bench import machine_line
 from dfx.benchmarks.report import save_result
 from dfx.engine.artifact import read_onnx_info
 from dfx.engine.decode import load_image
@@ -154,7 +154,7 @@ def main() -> None:
         raise SystemExit(f"no images under {a.data / 'validate'}")
     min_face = (read_onnx_info(model).spec.faces or FaceCrop()).min_face  # the crop measure_stages uses
     images = [load_image(p, target_size=(FACE_DECODE_SIDE, FACE_DECODE_SIDE)) for p in paths]
-    r = {"machine": f"{platform.node()} ({platform.processor() or platform.machine()}), CPU", "data": str(a.data),
+    r = {"machine": machine_line(), "data": str(a.data),
          "model": model.name, "files": len(paths), "stages": measure_stages(paths, model),
          "networks": measure_networks(images, min_face), "thresholds": measure_thresholds(images, min_face)}
     table = _markdown(r)

@@ -15,6 +15,9 @@ scenes have no face at all. Measured, with the model's own face crop (the artifa
   crop itself — side and centre differences in box sides;
 - consistency by scale: the same two shares for faces pasted smaller than 0.75 × their crop's side, within
   0.75–1.33 × of it, and larger: how much of the inconsistency is the model's sensitivity to resolution;
+- consistency by edge: the same shares for faces whose cut in the scene stays inside the pasted crop and for
+  those whose cut reaches past it into the generated background (the paste's seam in view), and for the latter
+  also with the cut clipped to the pasted crop: how much of the inconsistency the scenes' construction adds;
 - framing tolerance: how often the crop's own score stays within 0.05 when the crop is re-cut 5 % tighter, or
   moved by 3 % of its side — the model's own sensitivity to framing, which bounds the consistency any detector
   can reach with box jitter of that size;
@@ -28,17 +31,17 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from dfx.benchmarks.bench import machine_line
 from dfx.benchmarks.report import save_result
 from dfx.engine.calibration import calibrated
 from dfx.engine.default_model import default_model_path
-from dfx.engine.face_crop import crop_face
+from dfx.engine.face_crop import crop_box, crop_face
 from dfx.engine.face_detect import get_detector
 from dfx.engine.inputs import list_images
 from dfx.engine.pipeline import score_files
@@ -118,14 +121,28 @@ SCALE_BINS = ((0.0, 0.75, "shrunk below 0.75×"), (0.75, 1.33, "0.75–1.33×"),
               (1.33, float("inf"), "enlarged above 1.33×"))
 
 
+def _shares(rows: list[tuple[bool, ...]], keys: tuple[str, ...] = ("consistent", "consistent_default")) -> dict:
+    """Face count and the share of True per column of ``rows``, named by ``keys``."""
+    return {"faces": len(rows), **{k: float(np.mean([r[i] for r in rows])) if rows else float("nan")
+                                   for i, k in enumerate(keys)}}
+
+
 def _by_scale(faces: list[tuple[float, bool, bool]]) -> dict[str, dict]:
     """Consistency shares per :data:`SCALE_BINS` bin, from (pasted side ÷ crop side, whole ok, as-dfx-infer ok)."""
-    out = {}
-    for lo, hi, name in SCALE_BINS:
-        rows = [(a, b) for k, a, b in faces if lo <= k < hi]
-        out[name] = {"faces": len(rows), "consistent": float(np.mean([a for a, _ in rows])) if rows else float("nan"),
-                     "consistent_default": float(np.mean([b for _, b in rows])) if rows else float("nan")}
-    return out
+    return {name: _shares([(a, b) for k, a, b in faces if lo <= k < hi]) for lo, hi, name in SCALE_BINS}
+
+
+def _reaches_past(cut: tuple[int, int, int, int], pasted: tuple[int, int, int, int]) -> bool:
+    """Whether the scene ``cut`` takes in more than a pixel of the scene outside the ``pasted`` crop."""
+    return cut[0] < pasted[0] - 1 or cut[1] < pasted[1] - 1 or cut[2] > pasted[2] + 1 or cut[3] > pasted[3] + 1
+
+
+def _by_edge(faces: list[tuple[bool, bool, bool, bool]]) -> dict[str, dict]:
+    """Consistency shares for cuts inside the pasted crop and reaching past it, from (reaches past, whole ok,
+    as-dfx-infer ok, as-dfx-infer ok with the cut clipped to the pasted crop)."""
+    keys = ("consistent", "consistent_default", "consistent_default_clipped")
+    return {"inside the pasted crop": _shares([f[1:3] for f in faces if not f[0]], keys[:2]),
+            "reaching past it": _shares([f[1:] for f in faces if f[0]], keys)}
 
 
 def _recut(img: Image.Image, zoom: float, shift: float) -> Image.Image:
@@ -147,7 +164,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
     per_source: dict[str, dict] = {}
     false_scenes = empty_scenes = 0
     t_detect = n_detect = 0.0
-    side_diffs, centre_diffs, scaled = [], [], []
+    side_diffs, centre_diffs, scaled, edges = [], [], [], []
     for source, paths in files.items():
         found = total = consistent = consistent_default = compared = tight = moved = 0
         for _ in range(scenes):
@@ -163,7 +180,8 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
                 if not hit:
                     continue
                 found += 1
-                s_scene = _score(be, crop_face(scene, hit[0], spec.faces), spec)
+                cut = crop_box(hit[0], scene.size, spec.faces)
+                s_scene = _score(be, scene.crop(cut), spec)
                 s_crop = _score(be, crop_img, spec)
                 own = detector.detect(crop_img)
                 s_default = _score(be, crop_face(crop_img, own[0], spec.faces), spec) if own else None
@@ -176,6 +194,11 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
                 default_ok = s_default is not None and abs(s_scene - s_default) <= 0.05
                 consistent, consistent_default = consistent + whole_ok, consistent_default + default_ok
                 scaled.append(((box[2] - box[0]) / crop_img.size[0], whole_ok, default_ok))
+                past = _reaches_past(cut, box)
+                clipped_ok = past and s_default is not None and abs(_score(be, scene.crop(
+                    (max(cut[0], box[0]), max(cut[1], box[1]), min(cut[2], box[2]), min(cut[3], box[3]))), spec)
+                    - s_default) <= 0.05
+                edges.append((past, whole_ok, default_ok, clipped_ok))
                 tight += abs(_score(be, _recut(crop_img, 0.95, 0.0), spec) - s_crop) <= 0.05
                 moved += abs(_score(be, _recut(crop_img, 1.0, 0.03), spec) - s_crop) <= 0.05
             empty, _ = make_scene(rng, [], picks, 0, min_side)
@@ -189,7 +212,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
     be.close()
     faces_all = sum(r["faces"] for r in per_source.values())
     return {
-        "machine": f"{platform.node()} ({platform.processor() or platform.machine()}), CPU",
+        "machine": machine_line(),
         "model": str(model.name), "crop": spec.faces.__dict__, "scenes_per_source": scenes, "min_side": min_side,
         "seed": seed, "per_source": per_source,
         "recall": sum(r["found"] for r in per_source.values()) / max(faces_all, 1),
@@ -198,7 +221,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
         "false_detection_rate": false_scenes / max(empty_scenes, 1), "empty_scenes": empty_scenes,
         "detect_ms_per_scene": 1000 * t_detect / max(n_detect, 1), **cost,
         "box_side_diff": _median_p90(side_diffs), "box_centre_diff": _median_p90(centre_diffs),
-        "by_scale": _by_scale(scaled),
+        "by_scale": _by_scale(scaled), "by_edge": _by_edge(edges),
     }
 
 
@@ -237,6 +260,13 @@ def _markdown(r: dict) -> str:
               "- Consistency by the pasted face's side ÷ its crop's (whole / as dfx-infer): " + "; ".join(
                   f"{k}: {v['consistent']:.3f} / {v['consistent_default']:.3f} ({v['faces']} faces)"
                   for k, v in r.get("by_scale", {}).items()) + "."]
+    if "by_edge" in r:
+        inside, past = r["by_edge"]["inside the pasted crop"], r["by_edge"]["reaching past it"]
+        lines.append(f"- Consistency by where the face's cut in the scene lies (whole / as dfx-infer): inside the "
+                     f"pasted crop {inside['consistent']:.3f} / {inside['consistent_default']:.3f} ({inside['faces']} "
+                     f"faces); reaching past it into the generated background {past['consistent']:.3f} / "
+                     f"{past['consistent_default']:.3f} ({past['faces']} faces), "
+                     f"{past['consistent_default_clipped']:.3f} as dfx-infer with the cut clipped to the pasted crop.")
     if "cost_files" in r:
         lines.append(f"- Cost on {r['cost_files']} validation files (score_files, batch 32, best of 3 interleaved "
                      f"rounds): {r['img_per_s_faces_off']:.0f} img/s with faces off, {r['img_per_s_faces_on']:.0f} "

@@ -179,10 +179,9 @@ def main() -> None:
                 recipe[key] = getattr(args, key)
         if args.augment:
             recipe["augment"] = [a.strip() for a in args.augment.split(",") if a.strip() and a.strip() != "none"]
-        from dfx.benchmarks.bench import _environment
+        from dfx.benchmarks.bench import machine_line
 
-        env = _environment()
-        machine = f"{env['cpu']}, {env['cores']} cores, {', '.join(env['gpus']) or 'no GPU'}"
+        machine = machine_line()
         several = len(args.seed) > 1
         runs = []
         for seed in args.seed:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from dfx.benchmarks.face_detection import _by_scale, _markdown, make_scene
+from dfx.benchmarks.face_detection import _by_edge, _by_scale, _markdown, _reaches_past, make_scene
 
 from ..conftest import make_image
 
@@ -36,6 +36,13 @@ def test_the_table_has_a_row_per_source_and_the_targets():
     assert "| a | 10 | 0.900 | 0.500 | 0.600 | 0.700 / 0.800 |" in md and "**0.50×**" in md
     assert "side differs by 0.020 (median; 90th percentile 0.070), centre by 0.017 (0.048)" in md
     assert "0.75–1.33×: 1.000 / 1.000 (1 faces)" in md
+    assert "by where the face's cut" not in md  # results saved before the split still render
+    r["by_edge"] = _by_edge([(False, True, True, False), (True, False, False, True), (True, True, False, False)])
+    assert r["by_edge"]["inside the pasted crop"] == {"faces": 1, "consistent": 1.0, "consistent_default": 1.0}
+    assert r["by_edge"]["reaching past it"] == {"faces": 2, "consistent": 0.5, "consistent_default": 0.0,
+                                                "consistent_default_clipped": 0.5}
+    assert ("inside the pasted crop 1.000 / 1.000 (1 faces); reaching past it into the generated background "
+            "0.500 / 0.000 (2 faces), 0.500 as dfx-infer") in _markdown(r)
     skipped = {k: v for k, v in r.items() if k not in ("cost_files", "img_per_s_faces_off", "img_per_s_faces_on",
                                                         "faces_on_over_off")}  # --cost-files 0
     assert "Cost on" not in _markdown(skipped) and _markdown(skipped).endswith(".\n")
@@ -67,3 +74,11 @@ def test_box_difference_is_measured_on_the_crop_in_its_box_sides():
     moved_bigger = Face((330.0, 125.0, 385.0, 180.0), 0.99)  # 10 % larger, centre 15 px right and 5 px down (crop px)
     side, centre = _box_difference(moved_bigger, own, pasted, 200)
     assert abs(side - 0.1) < 1e-9 and abs(centre - np.hypot(15, 5) / 100) < 1e-9
+
+
+def test_a_cut_reaches_past_the_pasted_crop_by_more_than_a_pixel():
+    pasted = (100, 100, 200, 200)
+    assert not _reaches_past((100, 100, 200, 200), pasted)
+    assert not _reaches_past((99, 101, 201, 199), pasted)  # rounding
+    assert _reaches_past((97, 100, 200, 200), pasted) and _reaches_past((110, 110, 210, 190), pasted)
+    assert _reaches_past((100, 100, 200, 203), pasted)
