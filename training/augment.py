@@ -59,6 +59,9 @@ class Augment:
         unknown = set(self.enabled) - set(AUGMENTATIONS)
         if unknown:
             raise DfxError(f"unknown augmentation(s) {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
+        if "context" in self.enabled:
+            raise DfxError("the context augmentation frames each image with another image of its batch, so it runs "
+                           "on the device only: --augment-on device (or auto) with the images cached")
         self._color = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)
 
     def __call__(self, img: Image.Image) -> Image.Image:

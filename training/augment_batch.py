@@ -4,8 +4,9 @@ The per-image path (:class:`~dfx.training.augment.Augment` in the DataLoader wor
 CPU per image per epoch; a GPU then waits for the workers. Here the workers only draw each sample's parameters
 (from its own seeded RNG, so a run is the same whatever ``--workers``) and do what needs a codec or a resampling
 kernel — JPEG re-compression, rescaling — and the self-blended images, sending only the images they changed
-(:mod:`.batch_feed`); flip, crop, colour, blur, the resize to the input size and the normalisation run batched on
-the device, as tensor ops, each on the samples that drew it.
+(:mod:`.batch_feed`); flip, crop, context, colour, blur, the resize to the input size and the normalisation run
+batched on the device, as tensor ops, each on the samples that drew it. Context needs the batch (its frame is
+another sample's image), so it exists only here.
 
 It differs from the per-image path in small ways, by design: the resize is bilinear sampling without
 antialiasing (the cache is at the input size, so a crop is only ever enlarged, by at most 1.12×), hue is not
@@ -28,11 +29,13 @@ from dfx.engine.errors import DfxError
 from dfx.engine.spec import PreprocessSpec
 
 from .augment import rescale, uniform
-from .options import AUGMENTATIONS, CROP_MIN_AREA
+from .options import AUGMENTATIONS, CONTEXT_ZOOM, CROP_MIN_AREA
 
-__all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor", "warp_crops"]
+__all__ = ["BatchAugment", "PARAMS", "to_uint8_tensor", "warp_crops", "in_context"]
 # One row of per-sample parameters; crop corners are fractions of the cached image.
-PARAMS = ("flip", "y0", "x0", "y1", "x1", "brightness", "contrast", "saturation", "blur_sigma")
+# context_zoom: the output's side ÷ the face's (1: off); context_x, context_y: where the face sits in the free margin.
+PARAMS = ("flip", "y0", "x0", "y1", "x1", "brightness", "contrast", "saturation", "blur_sigma", "context_zoom",
+          "context_x", "context_y")
 _MAX_SIGMA = 1.5
 _KERNEL = 2 * math.ceil(3 * _MAX_SIGMA) + 1
 
@@ -67,7 +70,7 @@ class BatchAugment:
         """
         on, img = self.enabled, None
         p = dict(flip=0.0, y0=0.0, x0=0.0, y1=1.0, x1=1.0, brightness=1.0, contrast=1.0, saturation=1.0,
-                 blur_sigma=0.0)
+                 blur_sigma=0.0, context_zoom=1.0, context_x=0.5, context_y=0.5)
         if "flip" in on and uniform() < AUGMENTATIONS["flip"]:
             p["flip"] = 1.0
         if "crop" in on and uniform() < AUGMENTATIONS["crop"]:
@@ -76,6 +79,8 @@ class BatchAugment:
             w, h = min(1.0, math.sqrt(area * ratio)), min(1.0, math.sqrt(area / ratio))
             p["x0"], p["y0"] = (1.0 - w) * uniform(), (1.0 - h) * uniform()
             p["x1"], p["y1"] = p["x0"] + w, p["y0"] + h
+        if "context" in on and uniform() < AUGMENTATIONS["context"]:
+            p["context_zoom"], p["context_x"], p["context_y"] = uniform(*CONTEXT_ZOOM), uniform(), uniform()
         if "color" in on and uniform() < AUGMENTATIONS["color"]:
             p["brightness"], p["contrast"], p["saturation"] = (0.8 + 0.4 * uniform() for _ in range(3))
         if "rescale" in on and uniform() < AUGMENTATIONS["rescale"]:
@@ -101,6 +106,9 @@ class BatchAugment:
         x = images.permute(0, 3, 1, 2).float()
         p = params.to(x.device, torch.float32, non_blocking=True)
         x = self._crop_flip_resize(x, p, cpu)
+        if (k := _samples(cpu[:, 9] > 1, x.device)) is not None:
+            # Each framed sample's frame is the next sample's image (as cropped), taken before any is framed.
+            x[k] = in_context(x[k], x[(k + 1) % len(x)], p[k, 9:12])
         if (k := _samples(((cpu[:, 5:8] != 1).any(1)), x.device)) is not None:
             x[k] = self._colour(x[k], p[k])
         if (k := _samples(cpu[:, 8] > 0, x.device)) is not None:
@@ -169,6 +177,29 @@ def warp_crops(x: torch.Tensor, p: torch.Tensor, size: tuple[int, int]) -> torch
     gy = cy.view(1, h, 1) * (y1 - y0) + (y0 + y1 - 1)
     grid = torch.stack([gx.expand(n, h, w), gy.expand(n, h, w)], dim=3)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def in_context(x: torch.Tensor, frame: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Each image of ``x`` shrunk into ``frame``: a face cut wider than its crop, the paste's edge in view.
+
+    Args:
+        x: (B, C, H, W) float images.
+        frame: (B, C, H, W) the images around them.
+        p: (B, 3) rows of zoom z ≥ 1 (the output's side ÷ the image's), and where the image sits in the free
+            margin, across and down (0: left/top edge, 1: right/bottom edge).
+    """
+    n, _, h, w = x.shape
+    z, fx, fy = (p[:, i].view(-1, 1, 1) for i in range(3))
+    cx = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1
+    cy = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
+    # Output position u ↦ image position z·u + t; t = (z - 1)(1 - 2·fx) puts the image's left edge at
+    # -1 + 2·fx·(1 - 1/z): at the output's left edge for fx = 0, its right edge touching the output's for fx = 1.
+    gx = cx.view(1, 1, w) * z + (z - 1) * (1 - 2 * fx)
+    gy = cy.view(1, h, 1) * z + (z - 1) * (1 - 2 * fy)
+    grid = torch.stack([gx.expand(n, h, w), gy.expand(n, h, w)], dim=3)
+    inside = F.grid_sample(torch.ones_like(x[:, :1]), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + frame * (1 - inside)
 
 
 def _samples(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:

@@ -129,6 +129,9 @@ class TrainConfig:
             d.epochs = DEFAULT_EPOCHS
         if d.augment_on not in AUGMENT_ON:
             raise DfxError(f"--augment-on must be one of {', '.join(AUGMENT_ON)}, got {d.augment_on!r}")
+        if "context" in d.augment and (d.augment_on == "workers" or d.cache == "none"):
+            raise DfxError("the context augmentation runs on the device only (it frames each image with another of "
+                           "its batch): drop --augment-on workers / --cache none, or drop context")
         if d.select not in SELECT_MODES:
             raise DfxError(f"--select must be one of {', '.join(SELECT_MODES)}, got {d.select!r}")
         _check_policy(d.threshold_policy)

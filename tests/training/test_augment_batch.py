@@ -21,7 +21,7 @@ SPEC = PreprocessSpec(input_size=(32, 32), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25,
 
 def identity(n: int = 1, **kw) -> torch.Tensor:
     row = dict(flip=0.0, y0=0.0, x0=0.0, y1=1.0, x1=1.0, brightness=1.0, contrast=1.0, saturation=1.0,
-               blur_sigma=0.0) | kw
+               blur_sigma=0.0, context_zoom=1.0, context_x=0.5, context_y=0.5) | kw
     return torch.tensor([[row[k] for k in PARAMS]] * n)
 
 
@@ -157,3 +157,48 @@ def test_on_a_gpu_the_batch_is_augmented_as_on_the_cpu():
     got = aug.apply(imgs.cuda(), p.pin_memory())  # parameters stay on the host, pinned, as the loader gives them
     assert got.device.type == "cuda"
     assert torch.allclose(got.cpu(), aug.apply(imgs, p), atol=1e-4)
+
+
+def test_context_shrinks_the_image_into_the_next_samples_image():
+    aug = BatchAugment(["context"], PreprocessSpec(input_size=(32, 32)))
+    white, black = Image.new("RGB", (32, 32), (255, 255, 255)), Image.new("RGB", (32, 32), (0, 0, 0))
+    # zoom 2 at the top-left corner: the white image fills the top-left 16×16, the black frame the rest
+    out = aug.apply(images(white, black), torch.cat([identity(context_zoom=2.0, context_x=0.0, context_y=0.0),
+                                                     identity()]))[0, 0]
+    assert torch.allclose(out[:15, :15], torch.ones(15, 15)) and float(out[17:, :].abs().max()) == 0.0
+    assert float(out[:, 17:].abs().max()) == 0.0
+    # at the bottom-right corner instead, and the framing sample itself left alone
+    out = aug.apply(images(white, black), torch.cat([identity(context_zoom=2.0, context_x=1.0, context_y=1.0),
+                                                     identity()]))
+    assert torch.allclose(out[0, :, 17:, 17:], torch.ones(3, 15, 15)) and float(out[0, :, :15, :].max()) == 0.0
+    assert float(out[1].abs().max()) == 0.0
+    # zoom 1 is the identity
+    same = aug.apply(images(white, black), torch.cat([identity(context_zoom=1.0), identity()]))
+    assert torch.allclose(same[0], torch.ones_like(same[0]))
+
+
+def test_context_keeps_the_image_whole_when_shrunk(img):
+    from dfx.training.augment_batch import in_context
+
+    x = torch.from_numpy(np.asarray(img, np.float32).copy()).permute(2, 0, 1)[None]
+    out = in_context(x, torch.zeros_like(x), torch.tensor([[1.25, 0.5, 0.5]]))
+    # the image's mean brightness survives the shrink (bilinear resampling only), centred with a 3.2-px frame
+    inner = out[0, :, 4:28, 4:28]
+    assert abs(float(out.sum()) - float(x.sum()) / 1.25 ** 2) < 0.02 * float(x.sum())
+    assert float(out[0, :, :3, :].abs().max()) == 0.0 and float(inner.abs().mean()) > 0
+
+
+def test_context_is_drawn_with_its_probability_and_only_on_the_device_path():
+    from dfx.training.augment import Augment
+
+    torch.manual_seed(0)
+    aug = BatchAugment(["context"], SPEC)
+    rows = torch.stack([aug.draw(lambda: None)[1] for _ in range(400)])
+    zoom = rows[:, PARAMS.index("context_zoom")]
+    framed = zoom > 1
+    assert abs(float(framed.float().mean()) - AUGMENTATIONS["context"]) < 0.07
+    assert float(zoom[framed].max()) <= 1.4 and float(zoom[~framed].max()) == 1.0
+    with pytest.raises(DfxError, match="device only"):
+        Augment(["flip", "context"])
+    with pytest.raises(DfxError, match="device only"):
+        T.TrainConfig(model="meso4", data=["x"], augment=["context"], augment_on="workers").resolved()
