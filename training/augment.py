@@ -20,8 +20,10 @@ from dfx.engine.errors import DfxError
 
 from .options import AUGMENTATIONS, CROP_MIN_AREA, DEFAULT_AUGMENTATIONS, RESCALE_SIDES
 
-__all__ = ["Augment", "AUGMENTATIONS", "uniform", "rescale"]
+__all__ = ["Augment", "AUGMENTATIONS", "CONTEXT_NEEDS_BATCH", "uniform", "rescale"]
 
+CONTEXT_NEEDS_BATCH = ("the context augmentation frames each image with another image of its batch, so it runs on "
+                       "the device only: --augment-on device or auto, with the images cached (not --cache none)")
 # rescale's kernels: cameras, editors and web pipelines resize faces with all of these
 _KERNELS = (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
 
@@ -60,8 +62,7 @@ class Augment:
         if unknown:
             raise DfxError(f"unknown augmentation(s) {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
         if "context" in self.enabled:
-            raise DfxError("the context augmentation frames each image with another image of its batch, so it runs "
-                           "on the device only: --augment-on device (or auto) with the images cached")
+            raise DfxError(CONTEXT_NEEDS_BATCH)
         self._color = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)
 
     def __call__(self, img: Image.Image) -> Image.Image:

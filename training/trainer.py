@@ -28,7 +28,7 @@ from dfx.engine.errors import DfxError
 from dfx.engine.progress import progress_bar
 from dfx.engine.spec import PreprocessSpec
 
-from .augment import Augment
+from .augment import CONTEXT_NEEDS_BATCH, Augment
 from .augment_batch import BatchAugment
 from .batch_feed import BatchImages, collate_rows
 from .cache import ImageCache, decode_once
@@ -130,8 +130,7 @@ class TrainConfig:
         if d.augment_on not in AUGMENT_ON:
             raise DfxError(f"--augment-on must be one of {', '.join(AUGMENT_ON)}, got {d.augment_on!r}")
         if "context" in d.augment and (d.augment_on == "workers" or d.cache == "none"):
-            raise DfxError("the context augmentation runs on the device only (it frames each image with another of "
-                           "its batch): drop --augment-on workers / --cache none, or drop context")
+            raise DfxError(CONTEXT_NEEDS_BATCH)
         if d.select not in SELECT_MODES:
             raise DfxError(f"--select must be one of {', '.join(SELECT_MODES)}, got {d.select!r}")
         _check_policy(d.threshold_policy)

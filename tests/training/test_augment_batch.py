@@ -202,3 +202,5 @@ def test_context_is_drawn_with_its_probability_and_only_on_the_device_path():
         Augment(["flip", "context"])
     with pytest.raises(DfxError, match="device only"):
         T.TrainConfig(model="meso4", data=["x"], augment=["context"], augment_on="workers").resolved()
+    with pytest.raises(DfxError, match="--cache none"):
+        T.TrainConfig(model="meso4", data=["x"], augment=["context"], cache="none").resolved()
