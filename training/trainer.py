@@ -336,7 +336,7 @@ def _prepare_data(cfg: TrainConfig, out: Path, spec: PreprocessSpec,
     if splits.skipped:
         detail = ", ".join(f"{len(v)} {k}" for k, v in splits.skipped.items())
         first = next(iter(splits.skipped.values()))[0]
-        log.warning("skipped %d unreadable file(s): %s (e.g. %s)", sum(map(len, splits.skipped.values())),
+        log.warning("skipped %d file(s) it could not use: %s (e.g. %s)", sum(map(len, splits.skipped.values())),
                     detail, first)
     for name, part in (("training", splits.train), ("validation", splits.val)):
         labels = {s.label for s in part}

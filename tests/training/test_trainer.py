@@ -144,7 +144,8 @@ def test_bad_files_are_counted_and_skipped_never_blanked(tiny_data, tmp_path, ca
     (tiny_data / "validate" / "fake" / "cut.jpg").write_bytes(good[: len(good) // 2])
     with caplog.at_level("WARNING", logger="dfx.training"):
         T.train(_cfg(tiny_data, tmp_path / "run", epochs=1))
-    assert "skipped 3 unreadable file(s)" in caplog.text
+    assert "skipped 3 file(s) it could not use: " in caplog.text
+    assert all(f"1 {status}" in caplog.text for status in ("empty_file", "not_an_image", "truncated"))
     _, info = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert info.extra["data"]["skipped"] == {"empty_file": 1, "not_an_image": 1, "truncated": 1}
     assert info.extra["data"]["train"]["data"] == {"real": 12, "fake": 12}
