@@ -55,21 +55,25 @@ class ScanSummary:
     def line(self) -> str:
         """One human-readable summary line."""
         rate = self.scored / self.seconds if self.seconds > 0 else 0.0
-        kinds = ", ".join(f"{n} {s}" for s, n in self.errors.most_common())
-        err = f", {self.failed} error{'s' * (self.failed != 1)} ({kinds})" if self.failed else ""
+        statuses = ", ".join(f"{n} {s}" for s, n in self.errors.most_common())
+        err = f", {_count(self.failed, 'error')} ({statuses})" if self.failed else ""
         skip = f", {self.skipped_resume} already in the output" if self.skipped_resume else ""
-        images = self.scored - self.videos
-        what = f"{images} image{'s' * (images != 1)}" + (
-            f" and {self.videos} video{'s' * (self.videos != 1)}" if self.videos else "")
+        what = _count(self.scored - self.videos, "image") + (f" and {_count(self.videos, 'video')}"
+                                                              if self.videos else "")
         line = (f"scored {what}: {self.fake} fake, {self.scored - self.fake} real{err}{skip} "
                 f"in {self.seconds:.1f} s ({rate:.1f} {'files' if self.videos else 'img'}/s, {self.model} on "
                 f"{self.backend})")
         if self.passed:  # an extensionless crawl or unlisted format must not look like a complete scan
-            n, top = sum(self.passed.values()), self.passed.most_common(4)
-            kinds = ", ".join(f"{k} {v}" for k, v in top) + (", …" if len(self.passed) > len(top) else "")
-            line += (f"; {n} other file{'s' * (n != 1)} in the folders not looked at ({kinds}); a file named "
-                     f"on the command line is read whatever its extension")
+            top = self.passed.most_common(4)
+            exts = ", ".join(f"{k} {v}" for k, v in top) + (", …" if len(self.passed) > len(top) else "")
+            line += (f"; {_count(sum(self.passed.values()), 'other file')} in the folders not looked at ({exts}); "
+                     f"a file named on the command line is read whatever its extension")
         return line
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 ("1 error", "3 errors")."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _unseen(files: Iterator[Path], done: set[str], summary: ScanSummary, bar) -> Iterator[Path]:
