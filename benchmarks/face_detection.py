@@ -76,9 +76,19 @@ def _background(rng: np.random.Generator, w: int, h: int, patches: list[Image.Im
 
 
 def make_scene(rng: np.random.Generator, crops: list[Image.Image], patches: list[Image.Image], n_faces: int,
-               min_side: int = 64) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
-    """A generated scene with ``n_faces`` of ``crops`` pasted without overlap; returns it and their boxes."""
+               min_side: int = 64, surround: str = "generated") -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """A generated scene with ``n_faces`` of ``crops`` pasted without overlap; returns it and their boxes.
+
+    ``surround="mirror"``: one face, the scene around it its own mirror images (numpy's ``symmetric`` padding), so
+    the pixels beyond the crop continue it without a seam, as a photo's would.
+    """
     w, h = int(rng.integers(640, 1601)), int(rng.integers(480, 1201))
+    if surround == "mirror" and n_faces:
+        s = int(rng.integers(min_side, min(320, w // 2, h // 2)))
+        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+        face = np.asarray(crops[0].resize((s, s), Image.Resampling.BICUBIC))
+        return Image.fromarray(np.pad(face, ((y, h - y - s), (x, w - x - s), (0, 0)), mode="symmetric")), [
+            (x, y, x + s, y + s)]
     img = _background(rng, w, h, patches)
     boxes: list[tuple[int, int, int, int]] = []
     for crop in crops[:n_faces]:
@@ -153,7 +163,7 @@ def _recut(img: Image.Image, zoom: float, shift: float) -> Image.Image:
 
 
 def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int, crop: FaceCrop | None,
-                  cost_files: int) -> dict:
+                  cost_files: int, surround: str = "generated") -> dict:
     """Runs the measurements (see the module docstring) and returns them as a dict."""
     rng = np.random.default_rng(seed)
     be = open_backend(model, "onnxruntime-cpu")
@@ -170,7 +180,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
         for _ in range(scenes):
             picks = [Image.open(paths[int(rng.integers(len(paths)))]).convert("RGB") for _ in range(3)]
             n = int(rng.integers(1, 4))
-            scene, boxes = make_scene(rng, picks, picks, n, min_side)
+            scene, boxes = make_scene(rng, picks, picks, n, min_side, surround)
             t0 = time.perf_counter()
             faces = detector.detect(np.asarray(scene))
             t_detect, n_detect = t_detect + time.perf_counter() - t0, n_detect + 1
@@ -213,7 +223,8 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
     faces_all = sum(r["faces"] for r in per_source.values())
     return {
         "machine": machine_line(),
-        "model": str(model.name), "crop": spec.faces.__dict__, "scenes_per_source": scenes, "min_side": min_side,
+        "model": str(model.name), "crop": spec.faces.__dict__, "surround": surround, "scenes_per_source": scenes,
+        "min_side": min_side,
         "seed": seed, "per_source": per_source,
         "recall": sum(r["found"] for r in per_source.values()) / max(faces_all, 1),
         **{k: sum(r[k] * r["found"] for r in per_source.values()) / max(sum(r["found"] for r in per_source.values()), 1)
@@ -238,10 +249,13 @@ def _cost(be, paths: list[Path]) -> dict:
 
 
 def _markdown(r: dict) -> str:
+    mirror = r.get("surround") == "mirror"
     lines = [f"# Face front-end — {r['machine']}", "",
-             f"Model `{r['model']}`, crop {r['crop']}; {r['scenes_per_source']} scenes per source with 1–3 pasted "
-             f"faces of ≥ {r['min_side']} px, as many face-free scenes; seed {r['seed']}. "
-             f"Command: `python -m dfx.benchmarks.face_detection`.", "",
+             f"Model `{r['model']}`, crop {r['crop']}; {r['scenes_per_source']} scenes per source with "
+             + ("1 face of ≥ {} px in its own mirror images (`--surround mirror`)" if mirror else
+                "1–3 pasted faces of ≥ {} px").format(r["min_side"])
+             + f", as many face-free scenes; seed {r['seed']}. Command: `python -m dfx.benchmarks.face_detection`.",
+             "",
              "| source | pasted faces | recall | score within 0.05 of its crop scored whole | … of its crop scored "
              "as dfx-infer does (face found and cropped again) | crop's score within 0.05 when re-cut 5 % tighter "
              "/ moved 3 % |", "|---|---|---|---|---|---|"]
@@ -264,7 +278,8 @@ def _markdown(r: dict) -> str:
         inside, past = r["by_edge"]["inside the pasted crop"], r["by_edge"]["reaching past it"]
         lines.append(f"- Consistency by where the face's cut in the scene lies (whole / as dfx-infer): inside the "
                      f"pasted crop {inside['consistent']:.3f} / {inside['consistent_default']:.3f} ({inside['faces']} "
-                     f"faces); reaching past it into the generated background {past['consistent']:.3f} / "
+                     f"faces); reaching past it into the {'mirrored' if mirror else 'generated'} surroundings "
+                     f"{past['consistent']:.3f} / "
                      f"{past['consistent_default']:.3f} ({past['faces']} faces), "
                      f"{past['consistent_default_clipped']:.3f} as dfx-infer with the cut clipped to the pasted crop.")
     if "cost_files" in r:
@@ -284,6 +299,9 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=None, help="override the artifact's crop scale")
     ap.add_argument("--shift", type=float, default=None, help="override the artifact's crop shift")
     ap.add_argument("--cost-files", type=int, default=600, help="validation files timed for the cost (0: skip it)")
+    ap.add_argument("--surround", choices=("generated", "mirror"), default="generated",
+                    help="what lies around a pasted face: a generated scene (1–3 faces), or the face's own mirror "
+                         "images (one face; no seam)")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     a = ap.parse_args()
     model = a.model or default_model_path()
@@ -294,7 +312,7 @@ def main() -> None:
         base = read_onnx_info(model).spec.faces or FaceCrop()
         crop = FaceCrop(**{**base.__dict__, **{k: v for k, v in (("scale", a.scale), ("shift", a.shift))
                                                 if v is not None}})
-    r = measure_faces(a.data, model, a.scenes, a.seed, a.min_side, crop, a.cost_files)
+    r = measure_faces(a.data, model, a.scenes, a.seed, a.min_side, crop, a.cost_files, a.surround)
     print(_markdown(r))
     if a.out:
         save_result(a.out, r, _markdown(r))

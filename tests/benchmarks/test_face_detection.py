@@ -1,4 +1,5 @@
 import numpy as np
+from PIL import Image
 
 from dfx.benchmarks.face_detection import _by_edge, _by_scale, _markdown, _reaches_past, make_scene
 
@@ -18,6 +19,26 @@ def test_scenes_hold_the_pasted_faces_without_overlap_inside_the_image():
                 assert x1 <= a or c <= x0 or y1 <= b or d <= y0
         empty, none = make_scene(rng, [], crops, 0)
         assert none == [] and empty.size[0] >= 640
+
+
+def test_a_mirror_scene_holds_one_face_continued_by_its_own_mirror_images():
+    rng = np.random.default_rng(1)
+    crop = make_image(1, rng, 80)
+    scene, boxes = make_scene(rng, [crop, crop], [crop], 2, surround="mirror")
+    assert len(boxes) == 1
+    x0, y0, x1, y1 = boxes[0]
+    s = x1 - x0
+    w, h = scene.size
+    assert 640 <= w <= 1600 and 480 <= h <= 1200 and y1 - y0 == s >= 64
+    a = np.asarray(scene).astype(int)
+    face = np.asarray(crop.resize((s, s), Image.Resampling.BICUBIC)).astype(int)
+    assert np.array_equal(a[y0:y1, x0:x1], face)
+    if x1 < w:  # the column past the face's right edge repeats its last column: no seam
+        assert np.array_equal(a[y0:y1, x1], face[:, -1])
+    if y0 > 0:
+        assert np.array_equal(a[y0 - 1, x0:x1], face[0])
+    empty, none = make_scene(rng, [], [crop], 0, surround="mirror")
+    assert none == [] and empty.size[0] >= 640
 
 
 def test_the_table_has_a_row_per_source_and_the_targets():
@@ -41,8 +62,10 @@ def test_the_table_has_a_row_per_source_and_the_targets():
     assert r["by_edge"]["inside the pasted crop"] == {"faces": 1, "consistent": 1.0, "consistent_default": 1.0}
     assert r["by_edge"]["reaching past it"] == {"faces": 2, "consistent": 0.5, "consistent_default": 0.0,
                                                 "consistent_default_clipped": 0.5}
-    assert ("inside the pasted crop 1.000 / 1.000 (1 faces); reaching past it into the generated background "
+    assert ("inside the pasted crop 1.000 / 1.000 (1 faces); reaching past it into the generated surroundings "
             "0.500 / 0.000 (2 faces), 0.500 as dfx-infer") in _markdown(r)
+    mirrored = _markdown({**r, "surround": "mirror"})
+    assert "1 face of ≥ 64 px in its own mirror images" in mirrored and "into the mirrored surroundings" in mirrored
     skipped = {k: v for k, v in r.items() if k not in ("cost_files", "img_per_s_faces_off", "img_per_s_faces_on",
                                                         "faces_on_over_off")}  # --cost-files 0
     assert "Cost on" not in _markdown(skipped) and _markdown(skipped).endswith(".\n")
