@@ -83,9 +83,13 @@ def make_scene(rng: np.random.Generator, crops: list[Image.Image], patches: list
     the pixels beyond the crop continue it without a seam, as a photo's would.
     """
     w, h = int(rng.integers(640, 1601)), int(rng.integers(480, 1201))
-    if surround == "mirror" and n_faces:
+
+    def place() -> tuple[int, int, int]:
         s = int(rng.integers(min_side, min(320, w // 2, h // 2)))
-        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+        return int(rng.integers(0, w - s)), int(rng.integers(0, h - s)), s
+
+    if surround == "mirror" and n_faces:
+        x, y, s = place()
         face = np.asarray(crops[0].resize((s, s), Image.Resampling.BICUBIC))
         return Image.fromarray(np.pad(face, ((y, h - y - s), (x, w - x - s), (0, 0)), mode="symmetric")), [
             (x, y, x + s, y + s)]
@@ -93,8 +97,7 @@ def make_scene(rng: np.random.Generator, crops: list[Image.Image], patches: list
     boxes: list[tuple[int, int, int, int]] = []
     for crop in crops[:n_faces]:
         for _ in range(50):
-            s = int(rng.integers(min_side, min(320, w // 2, h // 2)))
-            x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+            x, y, s = place()
             if all(x + s <= a or a + (c - a) <= x or y + s <= b or d <= y for a, b, c, d in boxes):
                 img.paste(crop.resize((s, s), Image.Resampling.BICUBIC), (x, y))
                 boxes.append((x, y, x + s, y + s))
