@@ -51,6 +51,7 @@ from dfx.engine.spec import FaceCrop, preprocess
 __all__ = ["make_scene", "measure_faces"]
 
 SOURCES = ("mesonet-deepfake", "stylegan2-ffhq", "ciplab-photoshop")
+SURROUNDS = ("generated", "mirror")
 
 
 def _background(rng: np.random.Generator, w: int, h: int, patches: list[Image.Image]) -> Image.Image:
@@ -82,6 +83,8 @@ def make_scene(rng: np.random.Generator, crops: list[Image.Image], patches: list
     ``surround="mirror"``: one face, the scene around it its own mirror images (numpy's ``symmetric`` padding), so
     the pixels beyond the crop continue it without a seam, as a photo's would.
     """
+    if surround not in SURROUNDS:
+        raise ValueError(f"unknown surround {surround!r}; choose one of {', '.join(SURROUNDS)}")
     w, h = int(rng.integers(640, 1601)), int(rng.integers(480, 1201))
 
     def place() -> tuple[int, int, int]:
@@ -98,7 +101,7 @@ def make_scene(rng: np.random.Generator, crops: list[Image.Image], patches: list
     for crop in crops[:n_faces]:
         for _ in range(50):
             x, y, s = place()
-            if all(x + s <= a or a + (c - a) <= x or y + s <= b or d <= y for a, b, c, d in boxes):
+            if all(x + s <= a or c <= x or y + s <= b or d <= y for a, b, c, d in boxes):
                 img.paste(crop.resize((s, s), Image.Resampling.BICUBIC), (x, y))
                 boxes.append((x, y, x + s, y + s))
                 break
@@ -302,7 +305,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=None, help="override the artifact's crop scale")
     ap.add_argument("--shift", type=float, default=None, help="override the artifact's crop shift")
     ap.add_argument("--cost-files", type=int, default=600, help="validation files timed for the cost (0: skip it)")
-    ap.add_argument("--surround", choices=("generated", "mirror"), default="generated",
+    ap.add_argument("--surround", choices=SURROUNDS, default="generated",
                     help="what lies around a pasted face: a generated scene (1–3 faces), or the face's own mirror "
                          "images (one face; no seam)")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 from dfx.benchmarks.face_detection import _by_edge, _by_scale, _markdown, _reaches_past, make_scene
@@ -39,6 +40,11 @@ def test_a_mirror_scene_holds_one_face_continued_by_its_own_mirror_images():
         assert np.array_equal(a[y0 - 1, x0:x1], face[0])
     empty, none = make_scene(rng, [], [crop], 0, surround="mirror")
     assert none == [] and empty.size[0] >= 640
+
+
+def test_an_unknown_surround_is_refused_with_the_valid_choices():
+    with pytest.raises(ValueError, match="generated, mirror"):
+        make_scene(np.random.default_rng(0), [], [], 0, surround="mirrored")
 
 
 def test_the_table_has_a_row_per_source_and_the_targets():
