@@ -230,8 +230,7 @@ def measure_faces(data: Path, model: Path, scenes: int, seed: int, min_side: int
     return {
         "machine": machine_line(),
         "model": str(model.name), "crop": spec.faces.__dict__, "surround": surround, "scenes_per_source": scenes,
-        "min_side": min_side,
-        "seed": seed, "per_source": per_source,
+        "min_side": min_side, "seed": seed, "per_source": per_source,
         "recall": sum(r["found"] for r in per_source.values()) / max(faces_all, 1),
         **{k: sum(r[k] * r["found"] for r in per_source.values()) / max(sum(r["found"] for r in per_source.values()), 1)
            for k in ("consistent", "consistent_default", "tolerance_zoom", "tolerance_shift")},
