@@ -255,12 +255,11 @@ def _cost(be, paths: list[Path]) -> dict:
 
 def _markdown(r: dict) -> str:
     mirror = r.get("surround") == "mirror"
+    faces = (f"1 face of ≥ {r['min_side']} px in its own mirror images (`--surround mirror`)" if mirror
+             else f"1–3 pasted faces of ≥ {r['min_side']} px")
     lines = [f"# Face front-end — {r['machine']}", "",
-             f"Model `{r['model']}`, crop {r['crop']}; {r['scenes_per_source']} scenes per source with "
-             + ("1 face of ≥ {} px in its own mirror images (`--surround mirror`)" if mirror else
-                "1–3 pasted faces of ≥ {} px").format(r["min_side"])
-             + f", as many face-free scenes; seed {r['seed']}. Command: `python -m dfx.benchmarks.face_detection`.",
-             "",
+             f"Model `{r['model']}`, crop {r['crop']}; {r['scenes_per_source']} scenes per source with {faces}, as "
+             f"many face-free scenes; seed {r['seed']}. Command: `python -m dfx.benchmarks.face_detection`.", "",
              "| source | pasted faces | recall | score within 0.05 of its crop scored whole | … of its crop scored "
              "as dfx-infer does (face found and cropped again) | crop's score within 0.05 when re-cut 5 % tighter "
              "/ moved 3 % |", "|---|---|---|---|---|---|"]
